@@ -1,0 +1,78 @@
+//! The Automerge sync protocol between two replicas, one [`SyncSession`] per connected peer.
+//!
+//! Each side calls [`KnowledgeBase::generate_sync_message`] and sends any message it returns;
+//! on receipt it calls [`KnowledgeBase::receive_sync_message`] and then generates again. The
+//! exchange is finished when both sides generate `None`. A session only ever has one message in
+//! flight: after sending, `generate_sync_message` returns `None` until the peer's reply has been
+//! received, so a lost message stalls the session — call [`SyncSession::reset`] when the
+//! connection to the peer is re-established.
+
+use automerge::sync::{Message, State, SyncDoc};
+
+use crate::knowledge_base::sorted_hex;
+use crate::{Error, KnowledgeBase, chunks};
+
+/// Per-peer Automerge sync state. Not persisted: start a new (or [`reset`](Self::reset)) one
+/// whenever the peer (re)connects.
+#[derive(Debug, Default, Clone)]
+pub struct SyncSession {
+    state: State,
+}
+
+impl SyncSession {
+    /// A session for a peer we know nothing about.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets everything learned about the peer (call on reconnect).
+    pub fn reset(&mut self) {
+        self.state = State::new();
+    }
+
+    /// Whether the heads the peer last announced equal our current heads.
+    pub fn in_sync_with(&self, kb: &mut KnowledgeBase) -> bool {
+        match &self.state.their_heads {
+            Some(theirs) => sorted_hex(theirs) == kb.heads(),
+            None => false,
+        }
+    }
+
+    /// The heads the peer last announced (lowercase hex, sorted), if it announced any yet.
+    pub fn peer_heads(&self) -> Option<Vec<String>> {
+        self.state.their_heads.as_deref().map(sorted_hex)
+    }
+}
+
+impl KnowledgeBase {
+    /// The next sync message to send to the peer of `session`, or `None` if there is nothing to
+    /// send (the peer is up to date, or we are waiting for its reply).
+    pub fn generate_sync_message(&mut self, session: &mut SyncSession) -> Option<Vec<u8>> {
+        self.doc
+            .sync()
+            .generate_sync_message(&mut session.state)
+            .map(Message::encode)
+    }
+
+    /// Applies a sync message from the peer of `session`; returns whether our heads changed.
+    ///
+    /// The message and every change chunk in it are decoded strictly before anything is applied
+    /// (Automerge itself would silently skip undecodable chunks), so garbage leaves both the
+    /// document and the session untouched. If Automerge rejects valid-looking changes (e.g. a
+    /// reused actor sequence number) the error is returned; reset the session before retrying.
+    pub fn receive_sync_message(
+        &mut self,
+        session: &mut SyncSession,
+        bytes: &[u8],
+    ) -> Result<bool, Error> {
+        let message = Message::decode(bytes).map_err(Error::SyncMessage)?;
+        for chunk in message.changes.iter() {
+            chunks::decode_changes(chunk)?;
+        }
+        let before = self.doc.get_heads();
+        self.doc
+            .sync()
+            .receive_sync_message(&mut session.state, message)?;
+        Ok(self.doc.get_heads() != before)
+    }
+}

@@ -1,0 +1,114 @@
+//! The `mc-node` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{FileConfig, LogFormat, NodeConfig, Overrides};
+
+/// One region node of Mission Control Mesh.
+#[derive(Debug, Parser)]
+#[command(name = "mc-node", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node until SIGTERM or Ctrl-C.
+    Run(RunArgs),
+}
+
+/// Flags of `mc-node run`; each overrides the config file's value.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A TOML config file (see the README for its keys).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The region this node serves, e.g. us-east.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Directory for the store, the node key and node.json.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// libp2p listen multiaddr (repeatable); default /ip4/127.0.0.1/tcp/0.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// HTTP API address; default 127.0.0.1:0 (a free port).
+    #[arg(long)]
+    pub http: Option<String>,
+    /// A peer to dial at start, /ip4/…/tcp/…/p2p/… (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Do not push changes by gossip; rely on anti-entropy sync alone.
+    #[arg(long)]
+    pub no_gossip: bool,
+    /// Anti-entropy interval in milliseconds; default 5000.
+    #[arg(long)]
+    pub sync_interval_ms: Option<u64>,
+    /// Log format; default text.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl RunArgs {
+    /// Reads the config file, if any, and applies the flags over it.
+    pub fn resolve(self) -> anyhow::Result<NodeConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        NodeConfig::resolve(
+            file,
+            Overrides {
+                region: self.region,
+                data_dir: self.data_dir,
+                listen: self.listen,
+                http: self.http,
+                bootstrap: self.bootstrap,
+                no_gossip: self.no_gossip,
+                sync_interval_ms: self.sync_interval_ms,
+                log_format: self.log_format,
+            },
+        )
+    }
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` filters (default `info`, libp2p quieter).
+pub fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!(e)).context("cannot install the logger")
+}
+
+/// Resolves when the process gets SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,137 @@
+//! Requests the HTTP API hands to the core, and what the core answers.
+
+use mc_crdt::Entry;
+use serde::Serialize;
+
+/// Identifies one API request so that its [`Output::Reply`](super::Output::Reply)
+/// can be matched to it by the driver.
+pub type RequestId = u64;
+
+/// The longest knowledge key the API accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// A request from the API, as the core sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiRequest {
+    /// Store `value` under `key`, authored by this node.
+    Put {
+        /// The entry's key.
+        key: String,
+        /// Any JSON value.
+        value: serde_json::Value,
+    },
+    /// Read one entry.
+    Get {
+        /// The entry's key.
+        key: String,
+    },
+    /// Remove one entry.
+    Delete {
+        /// The entry's key.
+        key: String,
+    },
+    /// Every entry whose key starts with `prefix`, sorted by key.
+    List {
+        /// The prefix; empty lists everything.
+        prefix: String,
+    },
+    /// The node's status report.
+    Status,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiResponse {
+    /// The entry that was read or written.
+    Entry(Entry),
+    /// The entries that matched a listing.
+    Entries(Vec<Entry>),
+    /// The entry was deleted.
+    Deleted,
+    /// The status report.
+    Status(Box<Status>),
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No entry has this key.
+    #[error("no entry with key {0:?}")]
+    NotFound(String),
+    /// The key is empty, too long or contains control characters.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The document rejected the operation or holds an unreadable entry.
+    #[error("knowledge document error: {0}")]
+    Document(String),
+}
+
+/// The node's view of itself, served on `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// This node's identity (its libp2p peer id in the real node).
+    pub peer_id: String,
+    /// The region this node serves.
+    pub region: String,
+    /// Software version.
+    pub version: String,
+    /// Seconds since the node started.
+    pub uptime_s: f64,
+    /// Addresses peers can dial, as the transport reported them.
+    pub listen_addrs: Vec<String>,
+    /// Whether local changes are pushed by gossip (anti-entropy runs regardless).
+    pub gossip_enabled: bool,
+    /// Connected peers, sorted by id.
+    pub peers: Vec<PeerStatus>,
+    /// The knowledge document.
+    pub knowledge: KnowledgeStatus,
+    /// Counters since start.
+    pub counters: Counters,
+}
+
+/// One connected peer, as seen from this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerStatus {
+    /// The peer's identity.
+    pub peer_id: String,
+    /// Its region, once its `Hello` arrived.
+    pub region: Option<String>,
+    /// When (unix ms) a sync message from this peer was last applied.
+    pub last_sync_ms: Option<u64>,
+    /// Whether the peer's last known heads equal ours.
+    pub in_sync: bool,
+}
+
+/// The knowledge document's shape and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnowledgeStatus {
+    /// Number of live entries.
+    pub entries: usize,
+    /// Current heads (hex change hashes, sorted).
+    pub heads: Vec<String>,
+    /// Number of changes in the history.
+    pub changes: usize,
+    /// Bytes the persisted form takes (last snapshot plus increments since).
+    pub doc_bytes: u64,
+}
+
+/// Event counters, for status and for the simulator's reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Gossip messages published.
+    pub gossip_published: u64,
+    /// Gossip messages received and applied.
+    pub gossip_received: u64,
+    /// Local changes too large for gossip, sent by sync instead.
+    pub gossip_oversize_fallbacks: u64,
+    /// Broadcasts the transport could not deliver, repaired by sync.
+    pub broadcast_failures: u64,
+    /// Sync messages sent.
+    pub sync_sent: u64,
+    /// Sync messages received.
+    pub sync_received: u64,
+    /// Messages from peers that could not be decoded or applied.
+    pub rejected_messages: u64,
+    /// Full compactions of the persisted document.
+    pub compactions: u64,
+}

@@ -1,0 +1,28 @@
+//! `mc-node`: one region of Mission Control Mesh.
+//!
+//! Every region runs one node; all nodes are equal. Together they keep a
+//! shared knowledge base — an Automerge document — that any node can write and
+//! every node serves: local changes are persisted to sled, pushed to the other
+//! nodes by gossipsub, and repaired by periodic Automerge sync with each peer
+//! (anti-entropy), so every live node converges even when gossip loses messages.
+//!
+//! # Layout
+//!
+//! - [`core`]: the sans-IO state machine — every decision, no I/O, no clock,
+//!   no global RNG. The simulator runs this same code.
+//! - [`runtime`]: the real driver — one tokio task that feeds the core from
+//!   libp2p, the HTTP API and timers, and applies its outputs.
+//! - [`transport`]: the libp2p behaviour (TCP, noise, yamux, identify,
+//!   Kademlia, ping, gossipsub, request-response) and its tuning.
+//! - [`store`]: sled persistence of the node key and the core's batches.
+//! - [`http`]: the axum API and its JSON error format.
+//! - [`config`]: the TOML file and the flags that override it.
+//! - [`cli`]: the `mc-node` command line and logging set-up.
+
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod runtime;
+pub mod store;
+pub mod transport;

@@ -1,0 +1,118 @@
+//! `mc-testnet`: launch and measure many real `mc-node` processes on
+//! loopback.
+//!
+//! # Layout
+//!
+//! This file is only the command line (clap) and its dispatch; the work is
+//! done by the `mc_testnet` library: `mc_testnet::up::run` for `up` and
+//! `mc_testnet::bench::convergence` for `bench convergence`.
+//!
+//! ```text
+//! mc-testnet up --nodes 5 [--base-dir DIR] [--no-gossip] [--sync-interval-ms N] [--node-bin PATH]
+//! mc-testnet bench convergence --nodes N --writes W [--json PATH] [--no-gossip]
+//!                              [--sync-interval-ms N] [--seed S] [--node-bin PATH]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use mc_testnet::ClusterOptions;
+use mc_testnet::bench::{self, BenchOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "mc-testnet", version, about = "Launch and measure real mc-node processes on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a cluster and keep it running until Ctrl-C / SIGTERM.
+    Up {
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Keep the node data dirs here (persisting between runs) instead of
+        /// a temporary directory.
+        #[arg(long)]
+        base_dir: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Latency from a write's acknowledgement until every node serves it.
+    Convergence {
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        #[arg(long, default_value_t = 100)]
+        writes: usize,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seed for the choice of writer nodes and bootstrap links.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Limit (seconds) for connecting the cluster and for each write.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Options passed through to every node.
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// Start the nodes with --no-gossip (anti-entropy sync only).
+    #[arg(long)]
+    no_gossip: bool,
+    /// The nodes' anti-entropy sync interval.
+    #[arg(long)]
+    sync_interval_ms: Option<u64>,
+    /// The mc-node binary (default: $MC_NODE_BIN, else next to mc-testnet).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    fn cluster(self, nodes: usize) -> ClusterOptions {
+        let mut opts = ClusterOptions::new(nodes);
+        opts.gossip = !self.no_gossip;
+        opts.sync_interval_ms = self.sync_interval_ms;
+        opts.node_bin = self.node_bin;
+        opts
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Up { nodes, base_dir, node } => {
+            let mut opts = node.cluster(nodes);
+            opts.base_dir = base_dir;
+            mc_testnet::up::run(opts).await
+        }
+        Command::Bench { bench: Bench::Convergence { nodes, writes, json, seed, timeout_s, node } } => {
+            let opts = BenchOptions {
+                cluster: node.cluster(nodes),
+                writes,
+                seed,
+                timeout: Duration::from_secs(timeout_s),
+                json_path: json,
+            };
+            let report = bench::convergence(opts).await?;
+            print!("{}", bench::render(&report));
+            Ok(())
+        }
+    }
+}
