@@ -59,7 +59,8 @@ fn frames(data: &[u8]) -> Result<Vec<Frame<'_>>, Error> {
         if chunk_type > CHUNK_BUNDLE {
             return Err(malformed(&format!("unknown chunk type {chunk_type}")));
         }
-        let (body_len, len_size) = read_uleb128(after_type).ok_or_else(|| malformed("bad length"))?;
+        let (body_len, len_size) =
+            read_uleb128(after_type).ok_or_else(|| malformed("bad length"))?;
         let header_len = 4 + 4 + 1 + len_size;
         let total = usize::try_from(body_len)
             .ok()
@@ -107,7 +108,7 @@ pub(crate) fn decode_changes(data: &[u8]) -> Result<Vec<Change>, Error> {
                 let change = Change::from_bytes(frame.bytes.to_vec()).map_err(|source| {
                     Error::InvalidChange {
                         offset: frame.offset,
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 // `Change::from_bytes` does not look at the header checksum; it is the first
@@ -128,7 +129,7 @@ pub(crate) fn decode_changes(data: &[u8]) -> Result<Vec<Change>, Error> {
                 let doc = Automerge::load_with_options(frame.bytes, options).map_err(|source| {
                     Error::InvalidDocument {
                         offset: frame.offset,
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 changes.extend(doc.get_changes(&[]));

@@ -33,7 +33,11 @@ struct StoredEntry<'a> {
 }
 
 /// Encodes an entry into the string scalar stored in the document.
-pub(crate) fn encode(value: &serde_json::Value, author: &str, now_ms: u64) -> Result<String, Error> {
+pub(crate) fn encode(
+    value: &serde_json::Value,
+    author: &str,
+    now_ms: u64,
+) -> Result<String, Error> {
     let stored = StoredEntry {
         v: std::borrow::Cow::Borrowed(value),
         a: std::borrow::Cow::Borrowed(author),
@@ -50,7 +54,8 @@ pub(crate) fn decode(key: &str, text: Result<&str, String>) -> Result<Entry, Err
         key: key.to_owned(),
         reason,
     };
-    let text = text.map_err(|found| malformed(format!("expected a string scalar, found {found}")))?;
+    let text =
+        text.map_err(|found| malformed(format!("expected a string scalar, found {found}")))?;
     let stored: StoredEntry<'static> =
         serde_json::from_str(text).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
     Ok(Entry {

@@ -15,7 +15,7 @@ pub enum Error {
     /// different hash. Automerge may have dropped queued (not yet applied) changes of the
     /// offending actor, but the document's visible state and heads are unchanged.
     #[error("automerge rejected the operation: {0}")]
-    Automerge(#[from] AutomergeError),
+    Automerge(#[source] Box<AutomergeError>),
 
     /// The bytes are not a well-formed sequence of Automerge chunks (bad magic bytes, unknown
     /// chunk type, truncated header or body). `offset` is where the bad chunk starts.
@@ -41,7 +41,7 @@ pub enum Error {
         offset: usize,
         /// Automerge's decoding error.
         #[source]
-        source: automerge::LoadChangeError,
+        source: Box<automerge::LoadChangeError>,
     },
 
     /// A document chunk (a full snapshot) had a valid frame but could not be loaded.
@@ -51,7 +51,7 @@ pub enum Error {
         offset: usize,
         /// Automerge's loading error.
         #[source]
-        source: AutomergeError,
+        source: Box<AutomergeError>,
     },
 
     /// The chunk type is valid Automerge but deliberately not accepted here (the experimental
@@ -66,7 +66,7 @@ pub enum Error {
 
     /// The persisted snapshot passed to [`crate::KnowledgeBase::load`] could not be loaded.
     #[error("cannot load snapshot: {0}")]
-    Snapshot(#[source] AutomergeError),
+    Snapshot(#[source] Box<AutomergeError>),
 
     /// One of the persisted incremental chunks passed to [`crate::KnowledgeBase::load`] was
     /// rejected; `index` is its position in the iterator (0-based).
@@ -82,7 +82,7 @@ pub enum Error {
     /// The bytes given to [`crate::KnowledgeBase::receive_sync_message`] are not an Automerge
     /// sync message.
     #[error("cannot decode sync message: {0}")]
-    SyncMessage(#[source] automerge::sync::ReadMessageError),
+    SyncMessage(#[source] Box<automerge::sync::ReadMessageError>),
 
     /// The root `"entries"` object is missing or is not a map (a foreign or corrupted document).
     #[error("document layout is invalid: {0}")]
@@ -102,4 +102,10 @@ pub enum Error {
     /// encoding never needs to panic).
     #[error("cannot encode entry as JSON: {0}")]
     Encode(#[source] serde_json::Error),
+}
+
+impl From<AutomergeError> for Error {
+    fn from(err: AutomergeError) -> Self {
+        Error::Automerge(Box::new(err))
+    }
 }

@@ -36,8 +36,8 @@ impl KnowledgeBase {
                 let options = LoadOptions::new()
                     .on_partial_load(OnPartialLoad::Error)
                     .verification_mode(VerificationMode::Check);
-                let mut doc =
-                    AutoCommit::load_with_options(bytes, options).map_err(Error::Snapshot)?;
+                let mut doc = AutoCommit::load_with_options(bytes, options)
+                    .map_err(|e| Error::Snapshot(Box::new(e)))?;
                 // Idempotent when the snapshot already contains the genesis change; needed when
                 // it is an empty document.
                 doc.merge(&mut genesis_doc())?;
@@ -55,8 +55,7 @@ impl KnowledgeBase {
                 source: Box::new(source),
             };
             let changes = chunks::decode_changes(chunk).map_err(wrap)?;
-            doc.apply_changes(changes)
-                .map_err(|e| wrap(Error::Automerge(e)))?;
+            doc.apply_changes(changes).map_err(|e| wrap(e.into()))?;
             if !chunk.is_empty() {
                 incremental_count += 1;
                 incremental_bytes += chunk.len() as u64;

@@ -31,6 +31,12 @@ impl SyncSession {
     }
 
     /// Whether the heads the peer last announced equal our current heads.
+    ///
+    /// `true` means the peer's last message showed it holding exactly our current state. It can
+    /// be `false` although both sides are in sync: a replica that receives a message announcing
+    /// heads it already has (e.g. it caught up through a third peer) does not reply, so the
+    /// sender never learns. After a completed exchange at least the side that received the last
+    /// message reports `true`. Use it for status, not for correctness decisions.
     pub fn in_sync_with(&self, kb: &mut KnowledgeBase) -> bool {
         match &self.state.their_heads {
             Some(theirs) => sorted_hex(theirs) == kb.heads(),
@@ -65,7 +71,7 @@ impl KnowledgeBase {
         session: &mut SyncSession,
         bytes: &[u8],
     ) -> Result<bool, Error> {
-        let message = Message::decode(bytes).map_err(Error::SyncMessage)?;
+        let message = Message::decode(bytes).map_err(|e| Error::SyncMessage(Box::new(e)))?;
         for chunk in message.changes.iter() {
             chunks::decode_changes(chunk)?;
         }

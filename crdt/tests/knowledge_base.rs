@@ -34,7 +34,8 @@ fn put_get_overwrite_and_delete() {
     let mut kb = KnowledgeBase::new(actor(1));
     assert!(kb.is_empty());
     assert_eq!(kb.get("missing").unwrap(), None);
-    kb.put("sat/1", &json!({"alt_km": 550}), "houston", 10).unwrap();
+    kb.put("sat/1", &json!({"alt_km": 550}), "houston", 10)
+        .unwrap();
     assert_eq!(
         kb.get("sat/1").unwrap(),
         Some(entry("sat/1", json!({"alt_km": 550}), "houston", 10))
@@ -56,7 +57,18 @@ fn put_get_overwrite_and_delete() {
 fn list_filters_by_prefix_and_sorts_by_key() {
     let mut kb = KnowledgeBase::new(actor(1));
     let keys = [
-        "b", "a/2", "a", "a/10", "ab", "a/1", "é", "z", "\u{ffff}", "\u{10000}", "", "A",
+        "b",
+        "a/2",
+        "a",
+        "a/10",
+        "ab",
+        "a/1",
+        "é",
+        "z",
+        "\u{ffff}",
+        "\u{10000}",
+        "",
+        "A",
     ];
     for (i, key) in keys.iter().enumerate() {
         kb.put(key, &json!(i), "t", i as u64).unwrap();
@@ -71,8 +83,16 @@ fn list_filters_by_prefix_and_sorts_by_key() {
     assert_eq!(a_all, ["a", "a/1", "a/10", "a/2", "ab"]);
     // Every prefix agrees with a brute-force filter (checks Automerge's key order for the
     // range scan, including characters outside the BMP).
-    for prefix in keys.iter().chain(&["\u{fff0}", "\u{d7ff}", "a/1", "\u{f0000}"]) {
-        let listed: Vec<String> = kb.list(prefix).unwrap().into_iter().map(|e| e.key).collect();
+    for prefix in keys
+        .iter()
+        .chain(&["\u{fff0}", "\u{d7ff}", "a/1", "\u{f0000}"])
+    {
+        let listed: Vec<String> = kb
+            .list(prefix)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
         let brute: Vec<String> = expected
             .iter()
             .filter(|k| k.starts_with(prefix))
@@ -102,7 +122,11 @@ fn heads_and_stats_track_changes() {
     let heads = fresh_a.heads();
     assert_eq!(heads.len(), 2);
     assert!(heads.windows(2).all(|w| w[0] <= w[1]));
-    assert!(heads.iter().all(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit())));
+    assert!(
+        heads
+            .iter()
+            .all(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()))
+    );
     let stats = fresh_a.stats();
     assert_eq!(stats.changes, 3);
     assert_eq!(stats.entries, 1);
@@ -246,6 +270,9 @@ fn malformed_values_from_a_buggy_peer_do_not_panic() {
     kb.apply_changes(&raw_change(&mut peer)).unwrap();
     assert!(matches!(kb.get("good"), Err(Error::Layout(_))));
     assert!(matches!(kb.list(""), Err(Error::Layout(_))));
-    assert!(matches!(kb.put("x", &json!(1), "a", 3), Err(Error::Layout(_))));
+    assert!(matches!(
+        kb.put("x", &json!(1), "a", 3),
+        Err(Error::Layout(_))
+    ));
     assert_eq!(kb.len(), 0);
 }

@@ -19,12 +19,14 @@ pub fn sync_pair(
     for _ in 0..64 {
         let mut progressed = false;
         if let Some(msg) = a.generate_sync_message(a_to_b) {
-            b.receive_sync_message(b_to_a, &msg).expect("b accepts a's message");
+            b.receive_sync_message(b_to_a, &msg)
+                .expect("b accepts a's message");
             messages += 1;
             progressed = true;
         }
         if let Some(msg) = b.generate_sync_message(b_to_a) {
-            a.receive_sync_message(a_to_b, &msg).expect("a accepts b's message");
+            a.receive_sync_message(a_to_b, &msg)
+                .expect("a accepts b's message");
             messages += 1;
             progressed = true;
         }
@@ -36,6 +38,7 @@ pub fn sync_pair(
 }
 
 /// Syncs two fresh sessions between `a` and `b`.
+#[allow(dead_code)] // not every test binary uses every helper
 pub fn sync_fresh(a: &mut KnowledgeBase, b: &mut KnowledgeBase) -> usize {
     sync_pair(a, &mut SyncSession::new(), b, &mut SyncSession::new())
 }

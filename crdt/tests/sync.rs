@@ -1,0 +1,161 @@
+//! The sync protocol wrapper: convergence, session bookkeeping and hostile messages.
+
+mod common;
+
+use automerge::sync::Message;
+use common::{actor, sync_fresh, sync_pair};
+use mc_crdt::{Error, KnowledgeBase, SyncSession};
+use serde_json::json;
+
+#[test]
+fn two_replicas_converge_and_report_in_sync() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    for i in 0..10 {
+        a.put(&format!("a{i}"), &json!(i), "a", i).unwrap();
+        b.put(&format!("b{i}"), &json!(i), "b", i).unwrap();
+    }
+    let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
+    assert!(!sa.in_sync_with(&mut a));
+    assert_eq!(sa.peer_heads(), None);
+    let messages = sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+    assert!(messages >= 2);
+    assert_eq!(a.heads(), b.heads());
+    assert_eq!(a.list("").unwrap(), b.list("").unwrap());
+    assert_eq!(a.len(), 20);
+    assert!(sa.in_sync_with(&mut a));
+    assert!(sb.in_sync_with(&mut b));
+    assert_eq!(sa.peer_heads(), Some(a.heads()));
+
+    // A local write puts the session out of sync until the next exchange.
+    a.put("new", &json!(true), "a", 99).unwrap();
+    assert!(!sa.in_sync_with(&mut a));
+    sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+    assert!(sa.in_sync_with(&mut a) && sb.in_sync_with(&mut b));
+    assert_eq!(b.get("new").unwrap().unwrap().value, json!(true));
+
+    // Nothing left to say.
+    assert_eq!(a.generate_sync_message(&mut sa), None);
+    assert_eq!(b.generate_sync_message(&mut sb), None);
+}
+
+#[test]
+fn receive_reports_whether_heads_changed() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    a.put("k", &json!(1), "a", 1).unwrap();
+    let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
+    let mut changed = Vec::new();
+    loop {
+        let mut progressed = false;
+        if let Some(msg) = a.generate_sync_message(&mut sa) {
+            changed.push(("b", b.receive_sync_message(&mut sb, &msg).unwrap()));
+            progressed = true;
+        }
+        if let Some(msg) = b.generate_sync_message(&mut sb) {
+            changed.push(("a", a.receive_sync_message(&mut sa, &msg).unwrap()));
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    assert!(changed.contains(&("b", true)), "{changed:?}");
+    assert!(
+        !changed.iter().any(|&(side, c)| side == "a" && c),
+        "{changed:?}"
+    );
+}
+
+#[test]
+fn lost_message_stalls_until_reset() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    a.put("k", &json!(1), "a", 1).unwrap();
+    let mut sa = SyncSession::new();
+    let mut sb = SyncSession::new();
+    assert!(a.generate_sync_message(&mut sa).is_some()); // lost in transit
+    assert_eq!(a.generate_sync_message(&mut sa), None, "waits for a reply");
+    // The peer reconnects: both sides start over.
+    sa.reset();
+    sb.reset();
+    sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+    assert_eq!(a.heads(), b.heads());
+}
+
+#[test]
+fn garbage_sync_messages_are_rejected_without_effect() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    a.put("k", &json!(1), "a", 1).unwrap();
+    b.put("mine", &json!(2), "b", 1).unwrap();
+    let heads = b.heads();
+    let mut sb = SyncSession::new();
+    for bytes in [&b""[..], b"garbage", &[0x42], &[0x42, 0xff, 0xff]] {
+        assert!(matches!(
+            b.receive_sync_message(&mut sb, bytes),
+            Err(Error::SyncMessage(_))
+        ));
+        assert_eq!(b.heads(), heads);
+    }
+
+    // A well-formed message carrying a corrupted change: first let `a` learn b's heads so
+    // that its next message carries changes.
+    let mut sa = SyncSession::new();
+    let hello = b.generate_sync_message(&mut SyncSession::new()).unwrap();
+    a.receive_sync_message(&mut sa, &hello).unwrap();
+    let with_changes = a.generate_sync_message(&mut sa).unwrap();
+    let mut message = Message::decode(&with_changes).unwrap();
+    assert!(!message.changes.is_empty());
+    let corrupted: Vec<Vec<u8>> = message
+        .changes
+        .iter()
+        .map(|chunk| {
+            let mut chunk = chunk.to_vec();
+            chunk.truncate(chunk.len() - 2);
+            chunk.extend_from_slice(b"??");
+            chunk
+        })
+        .collect();
+    message.changes = corrupted.into();
+    let before_session = sb.peer_heads();
+    assert!(b.receive_sync_message(&mut sb, &message.encode()).is_err());
+    assert_eq!(b.heads(), heads);
+    assert_eq!(sb.peer_heads(), before_session, "session untouched");
+    assert_eq!(b.get("k").unwrap(), None);
+
+    // The genuine message still works.
+    assert!(b.receive_sync_message(&mut sb, &with_changes).unwrap());
+    assert_eq!(b.get("k").unwrap().unwrap().value, json!(1));
+}
+
+#[test]
+fn sync_delivers_changes_queued_from_gossip() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut gossip = Vec::new();
+    for i in 0..4 {
+        a.put(&format!("k{i}"), &json!(i), "a", i).unwrap();
+        gossip.push(a.last_local_change().unwrap());
+    }
+    let mut b = KnowledgeBase::new(actor(2));
+    // b only heard the last two changes: they are queued, missing their dependencies.
+    b.apply_changes(&gossip[3]).unwrap();
+    b.apply_changes(&gossip[2]).unwrap();
+    assert!(b.is_empty());
+    sync_fresh(&mut a, &mut b);
+    assert_eq!(a.heads(), b.heads());
+    assert_eq!(b.len(), 4);
+}
+
+#[test]
+fn full_document_sync_into_a_fresh_replica() {
+    let mut a = KnowledgeBase::new(actor(1));
+    for i in 0..200 {
+        a.put(&format!("k{i:03}"), &json!({"i": i}), "a", i)
+            .unwrap();
+    }
+    let mut b = KnowledgeBase::new(actor(2));
+    sync_fresh(&mut a, &mut b);
+    assert_eq!(a.heads(), b.heads());
+    assert_eq!(b.list("k1").unwrap().len(), 100);
+}
