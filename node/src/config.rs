@@ -109,7 +109,11 @@ impl NodeConfig {
             .region
             .or(file.region)
             .context("no region: pass --region or set `region` in the config file")?;
-        if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if region.is_empty()
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             bail!("invalid region {region:?}: use letters, digits and '-' (e.g. us-east)");
         }
         let data_dir = flags
@@ -127,7 +131,10 @@ impl NodeConfig {
             .with_context(|| format!("invalid --http address {http:?} (want IP:PORT)"))?;
         let bootstrap = pick(flags.bootstrap, file.bootstrap, "");
         let bootstrap = parse_addrs(&bootstrap, "bootstrap")?;
-        let sync_interval_ms = flags.sync_interval_ms.or(file.sync_interval_ms).unwrap_or(5_000);
+        let sync_interval_ms = flags
+            .sync_interval_ms
+            .or(file.sync_interval_ms)
+            .unwrap_or(5_000);
         if sync_interval_ms == 0 {
             bail!("sync_interval_ms must be positive");
         }
@@ -186,7 +193,10 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/d"));
         assert_eq!(c.sync_interval_ms, 900);
         assert!(!c.gossip);
-        assert_eq!(c.listen, vec!["/ip4/127.0.0.1/tcp/0".parse::<Multiaddr>().unwrap()]);
+        assert_eq!(
+            c.listen,
+            vec!["/ip4/127.0.0.1/tcp/0".parse::<Multiaddr>().unwrap()]
+        );
         assert_eq!(c.http.port(), 0);
     }
 
@@ -197,18 +207,30 @@ mod tests {
             data_dir: Some("/d".into()),
             ..Default::default()
         };
-        let err = NodeConfig::resolve(FileConfig::default(), Overrides { region: None, ..base() })
-            .unwrap_err();
+        let err = NodeConfig::resolve(
+            FileConfig::default(),
+            Overrides {
+                region: None,
+                ..base()
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no region"));
         let err = NodeConfig::resolve(
             FileConfig::default(),
-            Overrides { http: Some("nope".into()), ..base() },
+            Overrides {
+                http: Some("nope".into()),
+                ..base()
+            },
         )
         .unwrap_err();
         assert!(err.to_string().contains("--http"));
         let err = NodeConfig::resolve(
             FileConfig::default(),
-            Overrides { bootstrap: vec!["garbage".into()], ..base() },
+            Overrides {
+                bootstrap: vec!["garbage".into()],
+                ..base()
+            },
         )
         .unwrap_err();
         assert!(err.to_string().contains("bootstrap"));

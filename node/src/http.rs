@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -110,6 +110,18 @@ impl From<ApiError> for HttpError {
     }
 }
 
+impl From<PathRejection> for HttpError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_key", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for HttpError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
 impl From<BytesRejection> for HttpError {
     fn from(r: BytesRejection) -> Self {
         let status = r.status();
@@ -134,13 +146,25 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             HttpError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint")
         })
+        .method_not_allowed_fallback(|| async {
+            HttpError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 async fn call(state: &AppState, request: ApiRequest) -> Result<ApiResponse, HttpError> {
-    let unavailable =
-        || HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the node is shutting down");
+    let unavailable = || {
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node is shutting down",
+        )
+    };
     let (reply, answer) = oneshot::channel();
     state
         .calls
@@ -179,8 +203,9 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, HttpError> {
+    let Query(q) = query?;
     match call(&state, ApiRequest::List { prefix: q.prefix }).await? {
         ApiResponse::Entries(entries) => {
             let view: Vec<EntryView> = entries.into_iter().map(EntryView::from).collect();
@@ -192,8 +217,9 @@ async fn list(
 
 async fn get_entry(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
+    let Path(key) = key?;
     match call(&state, ApiRequest::Get { key }).await? {
         ApiResponse::Entry(e) => Ok(axum::Json(EntryView::from(e)).into_response()),
         other => Err(unexpected(other)),
@@ -202,9 +228,10 @@ async fn get_entry(
 
 async fn put_entry(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
+    let Path(key) = key?;
     let body = body?;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         HttpError::new(
@@ -221,8 +248,9 @@ async fn put_entry(
 
 async fn delete_entry(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
+    let Path(key) = key?;
     match call(&state, ApiRequest::Delete { key }).await? {
         ApiResponse::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
         other => Err(unexpected(other)),

@@ -114,8 +114,14 @@ impl Driver {
         core_config.sync_interval_ms = config.sync_interval_ms;
         let restored = store.restore()?;
         let seed = rand::random::<u64>();
-        let node = core::Node::new(core_config, NodeId::new(peer_id.to_string()), restored, seed, now_ms())
-            .context("cannot start the node core")?;
+        let node = core::Node::new(
+            core_config,
+            NodeId::new(peer_id.to_string()),
+            restored,
+            seed,
+            now_ms(),
+        )
+        .context("cannot start the node core")?;
 
         let mut swarm = transport::swarm(key, &node.config().version)?;
         for addr in &config.listen {
@@ -137,7 +143,10 @@ impl Driver {
             .with_context(|| format!("cannot bind the HTTP API to {}", config.http))?;
         let http_addr = listener.local_addr()?;
         let (tx, calls) = mpsc::channel(1024);
-        let app = http::router(http::AppState { calls: tx, http_addr });
+        let app = http::router(http::AppState {
+            calls: tx,
+            http_addr,
+        });
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http_server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -224,7 +233,9 @@ impl Driver {
                     }
                 }
                 Output::Persist(ops) => {
-                    self.store.apply(ops).context("cannot apply a store batch")?;
+                    self.store
+                        .apply(ops)
+                        .context("cannot apply a store batch")?;
                     dirty = true;
                 }
                 Output::Reply { id, response } => replies.push((id, response)),
@@ -262,21 +273,19 @@ impl Driver {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 {
-                    tracing::debug!(peer = %peer_id, "peer connected");
-                    self.node.handle(now, Input::PeerConnected(node_id(&peer_id)));
-                }
+            } if num_established.get() == 1 => {
+                tracing::debug!(peer = %peer_id, "peer connected");
+                self.node
+                    .handle(now, Input::PeerConnected(node_id(&peer_id)));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    tracing::debug!(peer = %peer_id, "peer disconnected");
-                    self.node.handle(now, Input::PeerDisconnected(node_id(&peer_id)));
-                }
+                tracing::debug!(peer = %peer_id, "peer disconnected");
+                self.node
+                    .handle(now, Input::PeerDisconnected(node_id(&peer_id)));
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(now, event),
             _ => {}
@@ -286,18 +295,43 @@ impl Driver {
 
     fn on_behaviour_event(&mut self, now: core::Millis, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. }) => {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                propagation_source,
+                ..
+            }) => {
                 let from = message.source.unwrap_or(propagation_source);
-                self.node.handle(now, Input::Received { from: node_id(&from), bytes: message.data });
+                self.node.handle(
+                    now,
+                    Input::Received {
+                        from: node_id(&from),
+                        bytes: message.data,
+                    },
+                );
             }
-            BehaviourEvent::Direct(request_response::Event::Message { peer, message, .. }) => {
-                if let request_response::Message::Request { request, channel, .. } = message {
-                    // Acknowledge receipt; the core answers with requests of its own.
-                    let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
-                    self.node.handle(now, Input::Received { from: node_id(&peer), bytes: request });
-                }
+            BehaviourEvent::Direct(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                // Acknowledge receipt; the core answers with requests of its own.
+                let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
+                self.node.handle(
+                    now,
+                    Input::Received {
+                        from: node_id(&peer),
+                        bytes: request,
+                    },
+                );
             }
-            BehaviourEvent::Direct(request_response::Event::OutboundFailure { peer, error, .. }) => {
+            BehaviourEvent::Direct(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            }) => {
                 tracing::debug!(%peer, %error, "direct message failed");
                 self.node.handle(now, Input::SendFailed(node_id(&peer)));
             }
@@ -306,12 +340,17 @@ impl Driver {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
                 let connected = self.swarm.connected_peers().count();
-                if connected < TARGET_PEERS && !self.swarm.is_connected(&peer) {
-                    if let Some(addr) = addresses.iter().next() {
-                        let _ = self.swarm.dial(addr.clone().with_p2p(peer).unwrap_or_else(|a| a));
-                    }
+                if connected < TARGET_PEERS
+                    && !self.swarm.is_connected(&peer)
+                    && let Some(addr) = addresses.iter().next()
+                {
+                    let _ = self
+                        .swarm
+                        .dial(addr.clone().with_p2p(peer).unwrap_or_else(|a| a));
                 }
             }
             _ => {}
@@ -328,7 +367,9 @@ impl Driver {
             listen_addrs: addrs,
             pid: std::process::id(),
         };
-        ready.write(&self.config.data_dir).context("cannot write node.json")?;
+        ready
+            .write(&self.config.data_dir)
+            .context("cannot write node.json")?;
         println!(
             "mc-node ready: region={} peer_id={} status=http://{}/status p2p={}",
             ready.region,

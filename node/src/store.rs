@@ -107,13 +107,22 @@ mod tests {
             let key = store.load_or_create_identity().unwrap();
             store
                 .apply(vec![
-                    StoreOp::Put { key: "knowledge/chunk/1".into(), value: vec![1] },
-                    StoreOp::Put { key: "knowledge/chunk/2".into(), value: vec![2] },
+                    StoreOp::Put {
+                        key: "knowledge/chunk/1".into(),
+                        value: vec![1],
+                    },
+                    StoreOp::Put {
+                        key: "knowledge/chunk/2".into(),
+                        value: vec![2],
+                    },
                 ])
                 .unwrap();
             store
                 .apply(vec![
-                    StoreOp::Put { key: "knowledge/snapshot".into(), value: vec![9] },
+                    StoreOp::Put {
+                        key: "knowledge/snapshot".into(),
+                        value: vec![9],
+                    },
                     StoreOp::DeletePrefix("knowledge/chunk/".into()),
                 ])
                 .unwrap();
@@ -121,7 +130,14 @@ mod tests {
             key.public().to_peer_id()
         };
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.load_or_create_identity().unwrap().public().to_peer_id(), peer);
+        assert_eq!(
+            store
+                .load_or_create_identity()
+                .unwrap()
+                .public()
+                .to_peer_id(),
+            peer
+        );
         let restored = store.restore().unwrap();
         assert_eq!(restored.snapshot, Some(vec![9]));
         assert!(restored.chunks.is_empty());

@@ -120,7 +120,10 @@ mod tests {
             bytes: vec![7; 1000],
         });
         // version + variant + doc + varint length (2 bytes) + payload
-        assert_eq!(encode(&m, MAX_MESSAGE_BYTES).unwrap().len(), 1 + 1 + 1 + 2 + 1000);
+        assert_eq!(
+            encode(&m, MAX_MESSAGE_BYTES).unwrap().len(),
+            1 + 1 + 1 + 2 + 1000
+        );
     }
 
     #[test]

@@ -31,8 +31,7 @@ pub mod message;
 pub mod node_id;
 
 pub use codec::{
-    Error, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, WIRE_VERSION, decode, encode,
-    encoded_len,
+    Error, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, WIRE_VERSION, decode, encode, encoded_len,
 };
 pub use message::{Changes, DocId, Hello, Message, SyncMessage};
 pub use node_id::NodeId;

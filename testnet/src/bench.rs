@@ -105,17 +105,25 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn rss_mb(cluster: &mut Cluster) -> Result<Vec<f64>> {
-    cluster.nodes_mut().iter_mut().map(|n| Ok(n.rss_bytes()? as f64 / 1e6)).collect()
+    cluster
+        .nodes_mut()
+        .iter_mut()
+        .map(|n| Ok(n.rss_bytes()? as f64 / 1e6))
+        .collect()
 }
 
 /// Polls `key` on `client` about every millisecond until it serves a value
 /// equal to `expected`; returns when it was first seen.
-async fn first_seen(client: &NodeClient, key: &str, expected: &serde_json::Value) -> Result<Instant> {
+async fn first_seen(
+    client: &NodeClient,
+    key: &str,
+    expected: &serde_json::Value,
+) -> Result<Instant> {
     loop {
-        if let Some(entry) = client.get(key).await? {
-            if entry.value == *expected {
-                return Ok(Instant::now());
-            }
+        if let Some(entry) = client.get(key).await?
+            && entry.value == *expected
+        {
+            return Ok(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -129,11 +137,18 @@ pub async fn convergence(opts: BenchOptions) -> Result<BenchReport> {
     }
     let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
     let n = opts.cluster.nodes;
-    let cluster_opts = ClusterOptions { seed: Some(seed), ..opts.cluster.clone() };
+    let cluster_opts = ClusterOptions {
+        seed: Some(seed),
+        ..opts.cluster.clone()
+    };
     eprintln!("starting {n} nodes (seed {seed})");
     let started = Instant::now();
     let mut cluster = Cluster::start_with_progress(cluster_opts, |i, node| {
-        eprintln!("  node {i:>3} {:<24} {} ready", node.region(), node.peer_id());
+        eprintln!(
+            "  node {i:>3} {:<24} {} ready",
+            node.region(),
+            node.peer_id()
+        );
     })
     .await?;
     let startup = started.elapsed();
@@ -146,18 +161,25 @@ pub async fn convergence(opts: BenchOptions) -> Result<BenchReport> {
 
     let clients = cluster.clients();
     let mut rng = StdRng::seed_from_u64(seed);
-    let run = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let mut convergence = Vec::with_capacity(opts.writes);
     let mut acks = Vec::with_capacity(opts.writes);
     let step = (opts.writes / 10).max(1);
     for i in 0..opts.writes {
         let writer = rng.random_range(0..n);
         let key = format!("bench/{run}/{i:06}");
-        let value = json!({ "write": i, "writer": writer, "payload": format!("value {i} of run {run}") });
+        let value =
+            json!({ "write": i, "writer": writer, "payload": format!("value {i} of run {run}") });
         let what = format!("write {i} ({key}) on node {writer} to reach every node");
         let (ack_ms, latency_ms) = with_deadline(&what, opts.timeout, async {
             let sent = Instant::now();
-            clients[writer].put(&key, &value).await.with_context(|| format!("PUT {key} on node {writer}"))?;
+            clients[writer]
+                .put(&key, &value)
+                .await
+                .with_context(|| format!("PUT {key} on node {writer}"))?;
             let acked = Instant::now();
             let seen = join_all(clients.iter().map(|c| first_seen(c, &key, &value))).await;
             let mut last = acked;
@@ -171,7 +193,12 @@ pub async fn convergence(opts: BenchOptions) -> Result<BenchReport> {
         convergence.push(latency_ms);
         if (i + 1) % step == 0 || i + 1 == opts.writes {
             let pct = (i + 1) * 100 / opts.writes;
-            eprintln!("  {:>3}% {:>6}/{} writes, last convergence {latency_ms:.1} ms", pct, i + 1, opts.writes);
+            eprintln!(
+                "  {:>3}% {:>6}/{} writes, last convergence {latency_ms:.1} ms",
+                pct,
+                i + 1,
+                opts.writes
+            );
         }
     }
     let after = rss_mb(&mut cluster)?;
@@ -191,7 +218,15 @@ pub async fn convergence(opts: BenchOptions) -> Result<BenchReport> {
     if forced > 0 {
         eprintln!("warning: {forced} node(s) did not exit cleanly after SIGTERM");
     }
-    let empty = || Summary { count: 0, min: 0.0, median: 0.0, p90: 0.0, p99: 0.0, max: 0.0, mean: 0.0 };
+    let empty = || Summary {
+        count: 0,
+        min: 0.0,
+        median: 0.0,
+        p90: 0.0,
+        p99: 0.0,
+        max: 0.0,
+        mean: 0.0,
+    };
     let report = BenchReport {
         nodes: n,
         writes: opts.writes,
@@ -224,14 +259,23 @@ pub fn render(report: &BenchReport) -> String {
         "convergence: {} nodes, {} writes, {mode}, seed {}\n",
         report.nodes, report.writes, report.seed
     );
-    out += &format!("start-up {:.0} ms, connected after {:.0} ms more\n", report.startup_ms, report.connect_ms);
-    for (name, s) in [("convergence", &report.convergence_ms), ("ack", &report.ack_ms)] {
+    out += &format!(
+        "start-up {:.0} ms, connected after {:.0} ms more\n",
+        report.startup_ms, report.connect_ms
+    );
+    for (name, s) in [
+        ("convergence", &report.convergence_ms),
+        ("ack", &report.ack_ms),
+    ] {
         out += &format!(
             "{name:<12} median {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  (mean {:.2})\n",
             s.median, s.p90, s.p99, s.max, s.mean
         );
     }
-    out += &format!("{:<24} {:<54} {:>9} {:>14}\n", "REGION", "PEER ID", "IDLE MB", "AFTER WRITES MB");
+    out += &format!(
+        "{:<24} {:<54} {:>9} {:>14}\n",
+        "REGION", "PEER ID", "IDLE MB", "AFTER WRITES MB"
+    );
     for node in &report.rss {
         out += &format!(
             "{:<24} {:<54} {:>9.1} {:>14.1}\n",
@@ -249,7 +293,10 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = Summary::of(&samples).unwrap();
-        assert_eq!((s.min, s.median, s.p90, s.p99, s.max), (1.0, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (s.min, s.median, s.p90, s.p99, s.max),
+            (1.0, 50.0, 90.0, 99.0, 100.0)
+        );
         assert!((s.mean - 50.5).abs() < 1e-9);
         let one = Summary::of(&[7.0]).unwrap();
         assert_eq!((one.median, one.p99, one.max), (7.0, 7.0, 7.0));

@@ -72,7 +72,11 @@ pub struct ApiFailure {
 
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} answered {}: {}", self.method, self.url, self.status, self.body)
+        write!(
+            f,
+            "{} {} answered {}: {}",
+            self.method, self.url, self.status, self.body
+        )
     }
 }
 
@@ -89,8 +93,13 @@ pub struct RawResponse {
 impl RawResponse {
     /// Parses the body as JSON of type `T`.
     pub fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("body of a {} answer is not the expected JSON: {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "body of a {} answer is not the expected JSON: {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     /// Parses the body as the API's `{"error", "detail"}` object.
@@ -140,7 +149,10 @@ impl NodeClient {
 
     /// A client that shares an existing reqwest connection pool.
     pub fn with_client(http: reqwest::Client, http_addr: &str) -> Self {
-        Self { http, base: format!("http://{http_addr}") }
+        Self {
+            http,
+            base: format!("http://{http_addr}"),
+        }
     }
 
     /// `http://ADDR`.
@@ -165,7 +177,9 @@ impl NodeClient {
     pub async fn put(&self, key: &str, value: &Value) -> Result<Entry> {
         let url = self.knowledge_url(key);
         let body = serde_json::to_vec(value).context("serialising the value")?;
-        let resp = self.send(Method::PUT, &url, Some((body, "application/json"))).await?;
+        let resp = self
+            .send(Method::PUT, &url, Some((body, "application/json")))
+            .await?;
         json_body(resp, Method::PUT, &url, StatusCode::OK).await
     }
 
@@ -176,7 +190,9 @@ impl NodeClient {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        json_body(resp, Method::GET, &url, StatusCode::OK).await.map(Some)
+        json_body(resp, Method::GET, &url, StatusCode::OK)
+            .await
+            .map(Some)
     }
 
     /// `DELETE /v1/knowledge/{key}`; `true` on 204, `false` on 404.
@@ -192,14 +208,28 @@ impl NodeClient {
 
     /// `GET /v1/knowledge?prefix=P` (all entries for an empty prefix).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let url = format!("{}/v1/knowledge?prefix={}", self.base, encode_segment(prefix));
+        let url = format!(
+            "{}/v1/knowledge?prefix={}",
+            self.base,
+            encode_segment(prefix)
+        );
         let resp = self.send(Method::GET, &url, None).await?;
         json_body(resp, Method::GET, &url, StatusCode::OK).await
     }
 
     /// `PUT` arbitrary bytes to a key, keeping whatever comes back.
-    pub async fn put_raw(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<RawResponse> {
-        self.raw(Method::PUT, &self.knowledge_url(key), Some((body, content_type))).await
+    pub async fn put_raw(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<RawResponse> {
+        self.raw(
+            Method::PUT,
+            &self.knowledge_url(key),
+            Some((body, content_type)),
+        )
+        .await
     }
 
     /// Any request to `path_and_query` (e.g. `/v1/knowledge/x`), kept
@@ -209,7 +239,12 @@ impl NodeClient {
         self.raw(method, &url, None).await
     }
 
-    async fn raw(&self, method: Method, url: &str, body: Option<(Vec<u8>, &str)>) -> Result<RawResponse> {
+    async fn raw(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<RawResponse> {
         let resp = self.send(method, url, body).await?;
         let status = resp.status();
         let content_type = resp
@@ -217,14 +252,28 @@ impl NodeClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.bytes().await.with_context(|| format!("reading the body from {url}"))?;
-        Ok(RawResponse { status, content_type, body: body.to_vec() })
+        let body = resp
+            .bytes()
+            .await
+            .with_context(|| format!("reading the body from {url}"))?;
+        Ok(RawResponse {
+            status,
+            content_type,
+            body: body.to_vec(),
+        })
     }
 
-    async fn send(&self, method: Method, url: &str, body: Option<(Vec<u8>, &str)>) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<reqwest::Response> {
         let mut req = self.http.request(method.clone(), url);
         if let Some((bytes, content_type)) = body {
-            req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
         }
         req.send().await.with_context(|| format!("{method} {url}"))
     }
@@ -232,8 +281,16 @@ impl NodeClient {
 
 async fn failure(resp: reqwest::Response, method: Method, url: &str) -> ApiFailure {
     let status = resp.status();
-    let body = resp.text().await.unwrap_or_else(|e| format!("<unreadable body: {e}>"));
-    ApiFailure { method, url: url.to_owned(), status, body }
+    let body = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| format!("<unreadable body: {e}>"));
+    ApiFailure {
+        method,
+        url: url.to_owned(),
+        status,
+        body,
+    }
 }
 
 async fn json_body<T: for<'de> Deserialize<'de>>(
@@ -245,9 +302,15 @@ async fn json_body<T: for<'de> Deserialize<'de>>(
     if resp.status() != expected {
         return Err(failure(resp, method, url).await.into());
     }
-    let bytes = resp.bytes().await.with_context(|| format!("reading the body of {method} {url}"))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .with_context(|| format!("reading the body of {method} {url}"))?;
     serde_json::from_slice(&bytes).with_context(|| {
-        format!("{method} {url}: unexpected JSON: {}", String::from_utf8_lossy(&bytes))
+        format!(
+            "{method} {url}: unexpected JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
     })
 }
 
@@ -257,7 +320,10 @@ mod tests {
 
     #[test]
     fn segments_escape_slashes_and_reserved_characters() {
-        assert_eq!(encode_segment("missions/apollo 11"), "missions%2Fapollo%2011");
+        assert_eq!(
+            encode_segment("missions/apollo 11"),
+            "missions%2Fapollo%2011"
+        );
         assert_eq!(encode_segment("a-b.c_d~e"), "a-b.c_d~e");
         assert_eq!(encode_segment("?#%"), "%3F%23%25");
         assert_eq!(encode_segment("é"), "%C3%A9");
@@ -266,7 +332,10 @@ mod tests {
     #[test]
     fn knowledge_urls_keep_the_key_in_one_segment() {
         let client = NodeClient::new("127.0.0.1:9").unwrap();
-        assert_eq!(client.knowledge_url("a/b"), "http://127.0.0.1:9/v1/knowledge/a%2Fb");
+        assert_eq!(
+            client.knowledge_url("a/b"),
+            "http://127.0.0.1:9/v1/knowledge/a%2Fb"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::client::{Entry, NodeClient, Status};
-use crate::node::{NodeConfig, NodeProcess, Stopped, locate_node_bin};
+use crate::launch::{NodeConfig, locate_node_bin};
+use crate::node::{NodeProcess, Stopped};
 use crate::{wait_for, wait_until};
 
 /// Real cloud region names; node `i` gets `REGIONS[i % len]`, with `-2`,
@@ -148,11 +149,15 @@ impl Cluster {
         let bin = locate_node_bin(opts.node_bin.as_deref())?;
         let base = match &opts.base_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
                 BaseDir::Kept(dir.clone())
             }
             None => {
-                let mut dir = tempfile::Builder::new().prefix("mc-testnet-").tempdir().context("creating a temp dir")?;
+                let mut dir = tempfile::Builder::new()
+                    .prefix("mc-testnet-")
+                    .tempdir()
+                    .context("creating a temp dir")?;
                 dir.disable_cleanup(std::env::var_os("MC_TESTNET_KEEP").is_some());
                 BaseDir::Temp(dir)
             }
@@ -161,10 +166,16 @@ impl Cluster {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => rand::make_rng(),
         };
-        let mut cluster = Self { nodes: Vec::with_capacity(opts.nodes), base };
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(opts.nodes),
+            base,
+        };
         for index in 0..opts.nodes {
             let region = region_name(index);
-            let mut config = NodeConfig::new(&region, cluster.base_dir().join(format!("node-{index:02}-{region}")));
+            let mut config = NodeConfig::new(
+                &region,
+                cluster.base_dir().join(format!("node-{index:02}-{region}")),
+            );
             config.gossip = opts.gossip;
             config.sync_interval_ms = opts.sync_interval_ms;
             config.log_format = opts.log_format.clone();
@@ -172,9 +183,13 @@ impl Cluster {
             if index > 0 {
                 config.bootstrap.push(cluster.nodes[0].p2p_addr());
                 let extra = (1..index).sample(&mut rng, opts.extra_bootstrap);
-                config.bootstrap.extend(extra.into_iter().map(|i| cluster.nodes[i].p2p_addr()));
+                config
+                    .bootstrap
+                    .extend(extra.into_iter().map(|i| cluster.nodes[i].p2p_addr()));
             }
-            let node = NodeProcess::start(&bin, config).await.with_context(|| format!("starting node {index}"))?;
+            let node = NodeProcess::start(&bin, config)
+                .await
+                .with_context(|| format!("starting node {index}"))?;
             on_ready(index, &node);
             cluster.nodes.push(node);
         }
@@ -220,7 +235,10 @@ impl Cluster {
     /// `GET /status` on every node, concurrently.
     pub async fn statuses(&self) -> Result<Vec<Status>> {
         let all = join_all(self.nodes.iter().map(|n| n.client().status())).await;
-        all.into_iter().enumerate().map(|(i, s)| s.with_context(|| format!("status of node {i}"))).collect()
+        all.into_iter()
+            .enumerate()
+            .map(|(i, s)| s.with_context(|| format!("status of node {i}")))
+            .collect()
     }
 
     /// Polls until every node lists at least `min_peers` peers in `/status`.
@@ -237,7 +255,12 @@ impl Cluster {
     }
 
     /// Polls until every node serves `key` with `value`; returns the entries.
-    pub async fn wait_entry_everywhere(&self, key: &str, value: &Value, timeout: Duration) -> Result<Vec<Entry>> {
+    pub async fn wait_entry_everywhere(
+        &self,
+        key: &str,
+        value: &Value,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>> {
         let what = format!("every node to serve {key} = {value}");
         wait_for(&what, timeout, Duration::from_millis(20), async || {
             let found = join_all(self.nodes.iter().map(|n| n.client().get(key))).await;
@@ -270,7 +293,11 @@ impl Cluster {
     /// Stops every node concurrently (SIGTERM, SIGKILL after the deadline).
     pub async fn stop_all(&mut self) -> Result<Vec<Stopped>> {
         let results = join_all(self.nodes.iter_mut().map(|n| n.stop())).await;
-        results.into_iter().enumerate().map(|(i, r)| r.with_context(|| format!("stopping node {i}"))).collect()
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.with_context(|| format!("stopping node {i}")))
+            .collect()
     }
 }
 

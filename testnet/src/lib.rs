@@ -19,9 +19,11 @@
 //! - `lib.rs` — this overview, re-exports, and the polling helpers
 //!   [`wait_until`] / [`wait_for`] (poll a condition with a deadline; never
 //!   sleep as synchronisation).
-//! - [`node`] — [`NodeProcess`]: spawn one `mc-node`, wait for readiness,
-//!   `stop` (SIGTERM, then SIGKILL after a deadline), `kill_hard` (SIGKILL),
-//!   `restart` on the same data dir, `rss_bytes`; plus [`locate_node_bin`].
+//! - [`launch`] — starting one node: [`locate_node_bin`], [`NodeConfig`] (the
+//!   command line), [`NodeInfo`] (`node.json`) and the readiness protocol.
+//! - [`node`] — [`NodeProcess`]: one running node; `stop` (SIGTERM, then
+//!   SIGKILL after a deadline), `kill_hard` (SIGKILL), `restart` on the same
+//!   data dir, `rss_bytes`; dropping it SIGKILLs the child.
 //! - [`client`] — [`NodeClient`], a small async reqwest client for the node's
 //!   HTTP API, and the wire types ([`Status`], [`Entry`], [`ApiError`]).
 //! - [`cluster`] — [`Cluster`]: N nodes in their own data dirs, started in
@@ -35,6 +37,7 @@
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod launch;
 pub mod node;
 pub mod up;
 
@@ -43,9 +46,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-pub use client::{ApiError, ApiFailure, Entry, KnowledgeStatus, NodeClient, PeerStatus, RawResponse, Status};
+pub use client::{
+    ApiError, ApiFailure, Entry, KnowledgeStatus, NodeClient, PeerStatus, RawResponse, Status,
+};
 pub use cluster::{Cluster, ClusterOptions, REGIONS, region_name};
-pub use node::{NodeConfig, NodeInfo, NodeProcess, Stopped, locate_node_bin};
+pub use launch::{NodeConfig, NodeInfo, locate_node_bin};
+pub use node::{NodeProcess, Stopped};
 
 /// Polls `probe` every `interval` until it yields `Some(value)`, or fails once
 /// `timeout` has passed.
@@ -53,7 +59,12 @@ pub use node::{NodeConfig, NodeInfo, NodeProcess, Stopped, locate_node_bin};
 /// Errors returned by `probe` count as "not yet" (a node may still be
 /// starting, a connection may be refused); the last one is reported if the
 /// deadline passes. `what` names the awaited condition in that error.
-pub async fn wait_for<T, F>(what: &str, timeout: Duration, interval: Duration, mut probe: F) -> Result<T>
+pub async fn wait_for<T, F>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut probe: F,
+) -> Result<T>
 where
     F: AsyncFnMut() -> Result<Option<T>>,
 {
@@ -68,8 +79,12 @@ where
         };
         if Instant::now() >= deadline {
             match last_error {
-                Some(e) => bail!("timed out after {timeout:?} ({attempts} attempts) waiting for {what}; last error: {e:#}"),
-                None => bail!("timed out after {timeout:?} ({attempts} attempts) waiting for {what}"),
+                Some(e) => bail!(
+                    "timed out after {timeout:?} ({attempts} attempts) waiting for {what}; last error: {e:#}"
+                ),
+                None => {
+                    bail!("timed out after {timeout:?} ({attempts} attempts) waiting for {what}")
+                }
             }
         }
         tokio::time::sleep(interval).await;
@@ -78,16 +93,28 @@ where
 
 /// Polls the async condition `cond` every `interval` until it returns
 /// `Ok(true)`, or fails once `timeout` has passed (see [`wait_for`]).
-pub async fn wait_until<F>(what: &str, timeout: Duration, interval: Duration, mut cond: F) -> Result<()>
+pub async fn wait_until<F>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut cond: F,
+) -> Result<()>
 where
     F: AsyncFnMut() -> Result<bool>,
 {
-    wait_for(what, timeout, interval, async || Ok(cond().await?.then_some(()))).await
+    wait_for(what, timeout, interval, async || {
+        Ok(cond().await?.then_some(()))
+    })
+    .await
 }
 
 /// Runs `fut` with a deadline, turning an elapsed deadline into an error that
 /// names `what`.
-pub async fn with_deadline<T>(what: &str, timeout: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+pub async fn with_deadline<T>(
+    what: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(result) => result,
         Err(_) => bail!("timed out after {timeout:?}: {what}"),
@@ -101,10 +128,15 @@ mod tests {
     #[tokio::test]
     async fn wait_for_returns_the_first_ready_value() {
         let mut calls = 0;
-        let value = wait_for("third call", Duration::from_secs(5), Duration::from_millis(1), async || {
-            calls += 1;
-            Ok((calls >= 3).then_some(calls))
-        })
+        let value = wait_for(
+            "third call",
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            async || {
+                calls += 1;
+                Ok((calls >= 3).then_some(calls))
+            },
+        )
         .await
         .unwrap();
         assert_eq!(value, 3);
@@ -112,13 +144,19 @@ mod tests {
 
     #[tokio::test]
     async fn wait_until_times_out_with_the_last_error() {
-        let err = wait_until("never", Duration::from_millis(30), Duration::from_millis(5), async || {
-            bail!("connection refused")
-        })
+        let err = wait_until(
+            "never",
+            Duration::from_millis(30),
+            Duration::from_millis(5),
+            async || bail!("connection refused"),
+        )
         .await
         .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("never") && msg.contains("connection refused"), "{msg}");
+        assert!(
+            msg.contains("never") && msg.contains("connection refused"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,11 @@ use mc_testnet::ClusterOptions;
 use mc_testnet::bench::{self, BenchOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "mc-testnet", version, about = "Launch and measure real mc-node processes on loopback")]
+#[command(
+    name = "mc-testnet",
+    version,
+    about = "Launch and measure real mc-node processes on loopback"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,12 +101,26 @@ impl NodeArgs {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Up { nodes, base_dir, node } => {
+        Command::Up {
+            nodes,
+            base_dir,
+            node,
+        } => {
             let mut opts = node.cluster(nodes);
             opts.base_dir = base_dir;
             mc_testnet::up::run(opts).await
         }
-        Command::Bench { bench: Bench::Convergence { nodes, writes, json, seed, timeout_s, node } } => {
+        Command::Bench {
+            bench:
+                Bench::Convergence {
+                    nodes,
+                    writes,
+                    json,
+                    seed,
+                    timeout_s,
+                    node,
+                },
+        } => {
             let opts = BenchOptions {
                 cluster: node.cluster(nodes),
                 writes,

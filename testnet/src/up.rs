@@ -44,9 +44,17 @@ impl Shutdown {
 
 /// One table row per node: region, peer id, status URL.
 pub fn render_table(nodes: &[NodeProcess]) -> String {
-    let mut out = format!("{:>4}  {:<24} {:<54} {}\n", "#", "REGION", "PEER ID", "STATUS");
+    let mut out = format!(
+        "{:>4}  {:<24} {:<54} {}\n",
+        "#", "REGION", "PEER ID", "STATUS"
+    );
     for (i, node) in nodes.iter().enumerate() {
-        out += &format!("{i:>4}  {:<24} {:<54} {}\n", node.region(), node.peer_id(), node.status_url());
+        out += &format!(
+            "{i:>4}  {:<24} {:<54} {}\n",
+            node.region(),
+            node.peer_id(),
+            node.status_url()
+        );
     }
     out
 }
@@ -57,11 +65,20 @@ pub async fn run(opts: ClusterOptions) -> Result<()> {
     let mut shutdown = Shutdown::install()?;
     let total = opts.nodes;
     match &opts.base_dir {
-        Some(dir) => eprintln!("starting {total} nodes under {} (data persists)", dir.display()),
+        Some(dir) => eprintln!(
+            "starting {total} nodes under {} (data persists)",
+            dir.display()
+        ),
         None => eprintln!("starting {total} nodes in a temporary directory"),
     }
     let start = Cluster::start_with_progress(opts, |i, node| {
-        eprintln!("[{:>3}/{total}] {:<24} {} at {}", i + 1, node.region(), node.peer_id(), node.http_url());
+        eprintln!(
+            "[{:>3}/{total}] {:<24} {} at {}",
+            i + 1,
+            node.region(),
+            node.peer_id(),
+            node.http_url()
+        );
     });
     let mut cluster = tokio::select! {
         cluster = start => cluster?,
@@ -71,7 +88,10 @@ pub async fn run(opts: ClusterOptions) -> Result<()> {
         }
     };
     println!("{}", render_table(cluster.nodes()));
-    eprintln!("{total} nodes up (base dir {}); Ctrl-C to stop", cluster.base_dir().display());
+    eprintln!(
+        "{total} nodes up (base dir {}); Ctrl-C to stop",
+        cluster.base_dir().display()
+    );
 
     let mut reported = vec![false; cluster.len()];
     let mut watch = tokio::time::interval(WATCH_INTERVAL);

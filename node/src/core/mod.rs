@@ -372,10 +372,15 @@ impl Node {
         match self.kb.receive_sync_message(&mut peer.sync, data) {
             Ok(changed) => {
                 peer.last_sync_ms = Some(self.now);
+                self.offer_sync(&from);
                 if changed {
                     self.persist_increment();
+                    // Pass what sync brought to the other peers now rather than
+                    // at their next interval, so a change crosses the mesh in
+                    // one interval even without gossip. Peers that already have
+                    // it answer with heads only.
+                    self.sync_all_peers();
                 }
-                self.offer_sync(&from);
             }
             Err(error) => {
                 self.counters.rejected_messages += 1;
@@ -416,9 +421,9 @@ impl Node {
                 self.publish_local_change();
                 Ok(ApiResponse::Deleted)
             }
-            ApiRequest::List { prefix } => {
-                Ok(ApiResponse::Entries(self.kb.list(&prefix).map_err(doc_error)?))
-            }
+            ApiRequest::List { prefix } => Ok(ApiResponse::Entries(
+                self.kb.list(&prefix).map_err(doc_error)?,
+            )),
             ApiRequest::Status => Ok(ApiResponse::Status(Box::new(self.status()))),
         }
     }

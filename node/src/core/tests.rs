@@ -33,8 +33,14 @@ impl Net {
             let mut config = Config::new(format!("region-{name}"));
             config.gossip = gossip;
             config.sync_interval_ms = 1_000;
-            let node = Node::new(config, NodeId::from(*name), Restored::default(), i as u64, 0)
-                .unwrap();
+            let node = Node::new(
+                config,
+                NodeId::from(*name),
+                Restored::default(),
+                i as u64,
+                0,
+            )
+            .unwrap();
             nodes.insert(
                 NodeId::from(*name),
                 Harness {
@@ -71,7 +77,8 @@ impl Net {
 
     fn disconnect(&mut self, a: &str, b: &str) {
         let (a, b) = (NodeId::from(a), NodeId::from(b));
-        self.links.retain(|l| *l != (a.clone(), b.clone()) && *l != (b.clone(), a.clone()));
+        self.links
+            .retain(|l| *l != (a.clone(), b.clone()) && *l != (b.clone(), a.clone()));
         self.input(&a, Input::PeerDisconnected(b.clone()));
         self.input(&b, Input::PeerDisconnected(a));
         self.run();
@@ -141,7 +148,11 @@ impl Net {
         let (at, node, timer) = self
             .nodes
             .iter()
-            .flat_map(|(id, h)| h.timers.iter().map(move |(t, when)| (*when, id.clone(), *t)))
+            .flat_map(|(id, h)| {
+                h.timers
+                    .iter()
+                    .map(move |(t, when)| (*when, id.clone(), *t))
+            })
             .min()
             .expect("a timer is always pending");
         self.now = self.now.max(at);
@@ -161,7 +172,13 @@ impl Net {
     }
 
     fn put(&mut self, at: &str, key: &str, value: serde_json::Value) {
-        let r = self.api(at, ApiRequest::Put { key: key.into(), value });
+        let r = self.api(
+            at,
+            ApiRequest::Put {
+                key: key.into(),
+                value,
+            },
+        );
         assert!(matches!(r, Ok(ApiResponse::Entry(_))), "{r:?}");
     }
 
@@ -174,7 +191,11 @@ impl Net {
     }
 
     fn heads(&mut self, at: &str) -> Vec<String> {
-        self.nodes.get_mut(&NodeId::from(at)).unwrap().node.knowledge_heads()
+        self.nodes
+            .get_mut(&NodeId::from(at))
+            .unwrap()
+            .node
+            .knowledge_heads()
     }
 }
 
@@ -251,7 +272,8 @@ fn every_acknowledged_put_is_in_the_store_and_reloads() {
     for i in 0..20 {
         net.put("a", &format!("k{i}"), json!(i));
     }
-    net.api("a", ApiRequest::Delete { key: "k3".into() }).unwrap();
+    net.api("a", ApiRequest::Delete { key: "k3".into() })
+        .unwrap();
     let h = &net.nodes[&NodeId::from("a")];
     let restored = Restored::from_pairs(h.store.clone());
     let mut node = Node::new(Config::new("r"), NodeId::from("a"), restored, 99, 5).unwrap();
@@ -279,8 +301,14 @@ fn the_store_is_compacted_and_still_reloads() {
     let h = &net.nodes[&NodeId::from("a")];
     let restored = Restored::from_pairs(h.store.clone());
     let node = Node::new(Config::new("r"), NodeId::from("a"), restored, 1, 0).unwrap();
-    assert_eq!(node.knowledge().get("after").unwrap().unwrap().value, json!(1));
-    assert_eq!(node.knowledge().len(), net.nodes[&NodeId::from("a")].node.knowledge().len());
+    assert_eq!(
+        node.knowledge().get("after").unwrap().unwrap().value,
+        json!(1)
+    );
+    assert_eq!(
+        node.knowledge().len(),
+        net.nodes[&NodeId::from("a")].node.knowledge().len()
+    );
 }
 
 #[test]
@@ -290,8 +318,19 @@ fn malformed_messages_are_counted_and_change_nothing() {
     net.put("a", "keep", json!(1));
     let before = net.heads("b");
     let b = NodeId::from("b");
-    for bytes in [vec![], vec![1, 2], vec![9; 40], vec![mc_protocols::WIRE_VERSION, 1, 0, 3, 1, 2, 3]] {
-        net.input(&b, Input::Received { from: NodeId::from("a"), bytes });
+    for bytes in [
+        vec![],
+        vec![1, 2],
+        vec![9; 40],
+        vec![mc_protocols::WIRE_VERSION, 1, 0, 3, 1, 2, 3],
+    ] {
+        net.input(
+            &b,
+            Input::Received {
+                from: NodeId::from("a"),
+                bytes,
+            },
+        );
     }
     assert_eq!(net.heads("b"), before);
     assert_eq!(net.get("b", "keep"), Some(json!(1)));
@@ -314,7 +353,13 @@ fn an_oversized_change_falls_back_to_sync() {
 fn bad_keys_are_refused_with_a_typed_error() {
     let mut net = Net::new(&["a"], true);
     for key in ["", "a\nb", &"k".repeat(api::MAX_KEY_BYTES + 1)] {
-        let r = net.api("a", ApiRequest::Put { key: key.into(), value: json!(1) });
+        let r = net.api(
+            "a",
+            ApiRequest::Put {
+                key: key.into(),
+                value: json!(1),
+            },
+        );
         assert!(matches!(r, Err(ApiError::InvalidKey(_))), "{key:?}: {r:?}");
     }
     assert!(net.nodes[&NodeId::from("a")].store.is_empty());
@@ -346,8 +391,14 @@ fn status_reports_peers_regions_and_sync() {
 #[test]
 fn the_same_seed_gives_the_same_timers() {
     let timers = |seed| {
-        let mut node = Node::new(Config::new("r"), NodeId::from("a"), Restored::default(), seed, 0)
-            .unwrap();
+        let mut node = Node::new(
+            Config::new("r"),
+            NodeId::from("a"),
+            Restored::default(),
+            seed,
+            0,
+        )
+        .unwrap();
         let mut at = Vec::new();
         for _ in 0..5 {
             while let Some(o) = node.poll_output() {

@@ -99,12 +99,21 @@ mod tests {
         futures::executor::block_on(async {
             let mut codec = FrameCodec::new(8);
             let mut wire = Cursor::new(Vec::new());
-            codec.write_request(&PROTOCOL, &mut wire, vec![1, 2, 3]).await.unwrap();
+            codec
+                .write_request(&PROTOCOL, &mut wire, vec![1, 2, 3])
+                .await
+                .unwrap();
             let mut read = Cursor::new(wire.into_inner());
-            assert_eq!(codec.read_request(&PROTOCOL, &mut read).await.unwrap(), vec![1, 2, 3]);
+            assert_eq!(
+                codec.read_request(&PROTOCOL, &mut read).await.unwrap(),
+                vec![1, 2, 3]
+            );
 
             let mut wire = Cursor::new(Vec::new());
-            codec.write_request(&PROTOCOL, &mut wire, vec![0; 9]).await.unwrap();
+            codec
+                .write_request(&PROTOCOL, &mut wire, vec![0; 9])
+                .await
+                .unwrap();
             let mut read = Cursor::new(wire.into_inner());
             let err = codec.read_request(&PROTOCOL, &mut read).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);

@@ -73,11 +73,8 @@ pub fn behaviour(key: &identity::Keypair, version: &str) -> anyhow::Result<Behav
     );
     let mut kad_config = kad::Config::new(StreamProtocol::new("/mc/kad/1"));
     kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(30)));
-    let mut kad = kad::Behaviour::with_config(
-        peer_id,
-        kad::store::MemoryStore::new(peer_id),
-        kad_config,
-    );
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     // Loopback and private addresses never become "confirmed external", so
     // automatic mode selection would leave every node a client.
     kad.set_mode(Some(kad::Mode::Server));
