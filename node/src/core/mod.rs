@@ -553,10 +553,11 @@ impl Node {
     }
 
     fn schedule_anti_entropy(&mut self) {
-        // ±10 % jitter keeps nodes started together from syncing in lockstep.
+        // Up to 20 % early, never late: nodes started together do not sync in
+        // lockstep, and `sync_interval_ms` stays an upper bound on the wait.
         let interval = self.config.sync_interval_ms.max(1);
         let jitter = self.rng.random_range(0..=interval / 5);
-        let at = self.now + interval - interval / 10 + jitter;
+        let at = self.now + interval - jitter;
         self.outputs.push_back(Output::ScheduleTimer {
             timer: Timer::AntiEntropy,
             at,
