@@ -28,7 +28,7 @@
 //!   HTTP API, and the wire types ([`Status`], [`Entry`], [`ApiError`]).
 //! - [`cluster`] — [`Cluster`]: N nodes in their own data dirs, started in
 //!   order with random bootstrap links; the built-in [`REGIONS`] list.
-//! - [`bench`] — `bench convergence`: write latency until every node serves a
+//! - [`mod@bench`] — `bench convergence`: write latency until every node serves a
 //!   write, and per-node RSS.
 //! - [`up`] — `mc-testnet up`: start a cluster and keep it running until
 //!   Ctrl-C / SIGTERM.
