@@ -342,7 +342,11 @@ impl Node {
         };
         match message {
             Message::Hello(hello) => {
-                self.peers.entry(from).or_insert_with(Peer::new).region = Some(hello.region);
+                // Only connected peers are tracked: a message the transport
+                // delivers after the disconnect must not resurrect the peer.
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.region = Some(hello.region);
+                }
             }
             Message::Changes(Changes {
                 doc: DocId::Knowledge,
@@ -368,7 +372,12 @@ impl Node {
 
     fn on_sync(&mut self, from: NodeId, data: &[u8]) {
         self.counters.sync_received += 1;
-        let peer = self.peers.entry(from.clone()).or_insert_with(Peer::new);
+        let Some(peer) = self.peers.get_mut(&from) else {
+            // A late message from a peer that has disconnected: its session
+            // is gone, and the next connection starts a fresh one.
+            tracing::debug!(peer = %from, "dropped a sync message from a disconnected peer");
+            return;
+        };
         match self.kb.receive_sync_message(&mut peer.sync, data) {
             Ok(changed) => {
                 peer.last_sync_ms = Some(self.now);

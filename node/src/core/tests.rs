@@ -421,3 +421,27 @@ fn the_same_seed_gives_the_same_timers() {
     assert_eq!(timers(7), timers(7));
     assert_ne!(timers(7), timers(8));
 }
+
+#[test]
+fn messages_from_a_disconnected_peer_do_not_bring_it_back() {
+    let mut net = Net::new(&["a", "b"], true);
+    net.connect("a", "b");
+    net.disconnect("a", "b");
+    let hello = mc_protocols::encode(
+        &Message::Hello(Hello {
+            region: "late".into(),
+            version: "0".into(),
+        }),
+        MAX_MESSAGE_BYTES,
+    )
+    .unwrap();
+    let a = NodeId::from("a");
+    net.input(
+        &a,
+        Input::Received {
+            from: NodeId::from("b"),
+            bytes: hello,
+        },
+    );
+    assert_eq!(net.nodes[&a].node.peers().count(), 0);
+}
