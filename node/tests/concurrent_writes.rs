@@ -13,20 +13,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod common;
+use common::three_nodes;
+
 use anyhow::{Context, Result};
 use futures::future::try_join_all;
-use mc_testnet::{Cluster, ClusterOptions, Entry, wait_for};
+use mc_testnet::{Cluster, Entry, wait_for};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
-
-async fn three_nodes() -> Result<Cluster> {
-    let opts = ClusterOptions::new(3).node_bin(env!("CARGO_BIN_EXE_mc-node"));
-    let cluster = Cluster::start(opts).await.context("starting 3 nodes")?;
-    cluster.wait_connected(2, TIMEOUT).await?;
-    Ok(cluster)
-}
 
 /// `Some(entries of node 0)` once every node serves identical entries for
 /// `keys` (none missing) and reports identical, non-empty knowledge heads.
@@ -62,7 +58,7 @@ async fn converged(cluster: &Cluster, keys: &[String]) -> Result<Option<Vec<Entr
 
 #[tokio::test]
 async fn same_key_written_on_two_nodes_at_once_converges_to_one_value() -> Result<()> {
-    let mut cluster = three_nodes().await?;
+    let mut cluster = three_nodes(TIMEOUT).await?;
     let (left, right) = (
         cluster.node(0).client().clone(),
         cluster.node(1).client().clone(),
@@ -116,7 +112,7 @@ async fn same_key_written_on_two_nodes_at_once_converges_to_one_value() -> Resul
 
 #[tokio::test]
 async fn bursts_of_distinct_keys_from_every_node_converge() -> Result<()> {
-    let mut cluster = three_nodes().await?;
+    let mut cluster = three_nodes(TIMEOUT).await?;
     let per_node = 10;
     let bursts = cluster.nodes().iter().enumerate().map(|(n, node)| {
         let client = node.client().clone();

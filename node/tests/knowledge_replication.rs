@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - `three_nodes` — starts three `mc-node` processes (each in its own temp
+//! - `common::three_nodes` — starts three `mc-node` processes (each in its own temp
 //!   data dir) through the `mc_testnet` harness and waits for a full mesh.
 //! - one `#[tokio::test]` per property: replication of value and author,
 //!   propagation of a delete, prefix listing on every node, peers in
@@ -15,19 +15,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use mc_testnet::{Cluster, ClusterOptions, Entry, wait_until};
+mod common;
+use common::three_nodes;
+
+use anyhow::Result;
+use mc_testnet::{Cluster, Entry, wait_until};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
-
-async fn three_nodes() -> Result<Cluster> {
-    let opts = ClusterOptions::new(3).node_bin(env!("CARGO_BIN_EXE_mc-node"));
-    let cluster = Cluster::start(opts).await.context("starting 3 nodes")?;
-    cluster.wait_connected(2, TIMEOUT).await?;
-    Ok(cluster)
-}
 
 /// Stops every node and checks that each exited by itself with status 0.
 async fn stop_gracefully(mut cluster: Cluster) -> Result<()> {
@@ -46,7 +42,7 @@ fn keys(entries: &[Entry]) -> Vec<&str> {
 
 #[tokio::test]
 async fn put_on_one_node_is_served_by_every_node_with_the_same_author() -> Result<()> {
-    let cluster = three_nodes().await?;
+    let cluster = three_nodes(TIMEOUT).await?;
     let writer = cluster.node(1);
     let key = "missions/apollo/11";
     let value =
@@ -84,7 +80,7 @@ async fn put_on_one_node_is_served_by_every_node_with_the_same_author() -> Resul
 
 #[tokio::test]
 async fn delete_on_one_node_removes_the_key_everywhere() -> Result<()> {
-    let cluster = three_nodes().await?;
+    let cluster = three_nodes(TIMEOUT).await?;
     let (doomed, kept) = ("probes/voyager/3", "probes/voyager/1");
     cluster
         .node(0)
@@ -125,7 +121,7 @@ async fn delete_on_one_node_removes_the_key_everywhere() -> Result<()> {
 
 #[tokio::test]
 async fn prefix_listings_agree_on_every_node() -> Result<()> {
-    let cluster = three_nodes().await?;
+    let cluster = three_nodes(TIMEOUT).await?;
     let writes: [(usize, &str, Value); 6] = [
         (0, "fleet/eu-west/2", json!({"status": "standby"})),
         (1, "fleet/eu-west/1", json!({"status": "active"})),
@@ -193,7 +189,7 @@ async fn prefix_listings_agree_on_every_node() -> Result<()> {
 
 #[tokio::test]
 async fn status_lists_the_other_nodes_as_peers() -> Result<()> {
-    let cluster = three_nodes().await?;
+    let cluster = three_nodes(TIMEOUT).await?;
     for (i, status) in cluster.statuses().await?.iter().enumerate() {
         let node = cluster.node(i);
         assert_eq!(status.peer_id, node.peer_id());
