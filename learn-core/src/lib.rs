@@ -8,6 +8,12 @@
 //! aggregated — with no torch, no I/O, no clock and no randomness of its own,
 //! so the real node and the simulator run the same code.
 //!
+//! It also holds the data side that needs no torch: model schemas, tables
+//! and CSV import, the synthetic operations data the demos, the simulator
+//! and the benchmarks train on, and the scores, baselines and drift checks
+//! that judge a model. Randomness, where needed, is a generator the caller
+//! passes in.
+//!
 //! # Inputs and outputs
 //!
 //! - A participant hands [`update::sign`] its key, the round's identity
@@ -88,7 +94,21 @@
 //!   [`round::Rejection`] and [`round::Evidence`].
 //! - [`aggregate`]: [`aggregate::Rule`] and [`aggregate::aggregate`]
 //!   ([`aggregate::AggregateError`]).
-//! - `kernel` (private): the fixed-order numeric loops everything above
+//! - [`schema`]: [`ModelSchema`] and [`Task`], what a model is; the built-in
+//!   operations models.
+//! - [`dataset`]: [`Dataset`], a model's feature rows and targets in time
+//!   order, split by time for testing.
+//! - [`table`]: [`Table`], named numeric columns; [`Table::select`] takes a
+//!   schema's columns, [`Table::to_csv`] writes them out.
+//! - [`csv`]: [`csv::parse_csv`], the checked import of an uploaded file, and
+//!   its errors by line and column ([`csv::CsvError`], [`csv::RowError`]).
+//! - [`synth`]: synthetic hourly operations data with one shared ground
+//!   truth and non-IID organisations ([`synth::OrgProfile`],
+//!   [`synth::consortium`], [`synth::generate`]).
+//! - [`metrics`]: R², MAE, RMSE, [`metrics::Classification`], the mean and
+//!   last-value baselines, and drift ([`metrics::psi`],
+//!   [`metrics::DriftDetector`]).
+//! - `kernel` (private): the fixed-order numeric loops aggregation
 //!   relies on for bit-identical results; `wire` (private): serde adapters
 //!   for byte fields.
 //!
@@ -99,9 +119,16 @@
 
 pub mod aggregate;
 pub mod chunk;
+pub mod csv;
+pub mod dataset;
 pub mod digest;
+pub mod init;
 mod kernel;
+pub mod metrics;
 pub mod round;
+pub mod schema;
+pub mod synth;
+pub mod table;
 pub mod update;
 mod wire;
 
@@ -109,5 +136,8 @@ mod wire;
 pub use ed25519_dalek;
 
 pub use chunk::Chunk;
+pub use dataset::Dataset;
 pub use digest::{AuthorKey, CampaignId, Digest, model_hash};
+pub use schema::{ModelSchema, Task};
+pub use table::Table;
 pub use update::{SignedUpdate, UpdateHeader};

@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node until SIGTERM or Ctrl-C.
     Run(RunArgs),
+    /// Models, data, training and federated campaigns of a running node.
+    Learn(crate::cli_learn::LearnArgs),
 }
 
 /// Flags of `mc-node run`; each overrides the config file's value.

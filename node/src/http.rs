@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{ApiError, ApiRequest, ApiResponse};
+use crate::core::{ApiError, ApiRequest, ApiResponse, LearnError};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -46,6 +46,8 @@ pub struct AppState {
     pub calls: mpsc::Sender<ApiCall>,
     /// The address the API is bound to, reported on `/status`.
     pub http_addr: SocketAddr,
+    /// The node's models and local training.
+    pub learn: std::sync::Arc<crate::learner::LearnService>,
 }
 
 /// An entry as the API shows it.
@@ -78,21 +80,32 @@ pub struct HttpError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    extra: Option<serde_json::Value>,
 }
 
 impl HttpError {
-    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
             detail: detail.into(),
+            extra: None,
         }
+    }
+
+    /// Adds structured detail (e.g. the bad rows of a CSV) under `errors`.
+    pub(crate) fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.extra = Some(errors);
+        self
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code, "detail": self.detail });
+        let mut body = json!({ "error": self.code, "detail": self.detail });
+        if let Some(extra) = self.extra {
+            body["errors"] = extra;
+        }
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -105,6 +118,18 @@ impl From<ApiError> for HttpError {
             ApiError::InvalidKey(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_key", detail),
             ApiError::Document(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "document_error", detail)
+            }
+            ApiError::Learn(LearnError::Invalid(_)) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_campaign", detail)
+            }
+            ApiError::Learn(LearnError::UnknownCampaign(_)) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_campaign", detail)
+            }
+            ApiError::Learn(LearnError::Malformed(_)) => {
+                Self::new(StatusCode::BAD_REQUEST, "malformed_update", detail)
+            }
+            ApiError::Learn(LearnError::Rejected(_)) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "update_rejected", detail)
             }
         }
     }
@@ -143,6 +168,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/knowledge/{*key}",
             get(get_entry).put(put_entry).delete(delete_entry),
         )
+        .merge(crate::http_learn::routes())
         .fallback(|| async {
             HttpError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint")
         })
@@ -157,7 +183,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn call(state: &AppState, request: ApiRequest) -> Result<ApiResponse, HttpError> {
+pub(crate) async fn call(state: &AppState, request: ApiRequest) -> Result<ApiResponse, HttpError> {
     let unavailable = || {
         HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -174,7 +200,7 @@ async fn call(state: &AppState, request: ApiRequest) -> Result<ApiResponse, Http
     Ok(answer.await.map_err(|_| unavailable())??)
 }
 
-fn unexpected(r: ApiResponse) -> HttpError {
+pub(crate) fn unexpected(r: ApiResponse) -> HttpError {
     HttpError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",

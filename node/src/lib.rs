@@ -20,9 +20,12 @@
 //! - [`cli`]: the `mc-node` command line and logging set-up.
 
 pub mod cli;
+pub mod cli_learn;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod http_learn;
+pub mod learner;
 pub mod runtime;
 pub mod store;
 pub mod transport;

@@ -12,5 +12,6 @@ async fn main() -> anyhow::Result<()> {
             init_logging(config.log_format)?;
             mc_node::runtime::run(config, shutdown_signal()).await
         }
+        Command::Learn(args) => mc_node::cli_learn::run(args).await,
     }
 }

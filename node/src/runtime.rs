@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::config::NodeConfig;
 use crate::core::{self, ApiError, ApiResponse, Input, Output, RequestId, Timer};
 use crate::http::{self, ApiCall};
+use crate::learner::LearnService;
 use crate::store::Store;
 use crate::transport::{self, BehaviourEvent};
 
@@ -100,6 +101,57 @@ struct Driver {
     next_request: RequestId,
     timers: BTreeMap<Timer, core::Millis>,
     listen_addrs: Vec<Multiaddr>,
+    learner: Learner,
+    trained: mpsc::UnboundedReceiver<core::TrainResult>,
+}
+
+/// Runs campaign jobs on blocking threads and hands results back to the loop.
+struct Learner {
+    service: std::sync::Arc<LearnService>,
+    results: mpsc::UnboundedSender<core::TrainResult>,
+}
+
+impl Learner {
+    fn start(&self, job: core::TrainJob) {
+        let service = self.service.clone();
+        let results = self.results.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = service.run_job(&job);
+            if let Err(error) = &outcome {
+                tracing::warn!(campaign = %job.campaign, round = job.round, %error, "local work failed");
+            }
+            let _ = results.send(core::TrainResult {
+                campaign: job.campaign,
+                round: job.round,
+                outcome,
+            });
+        });
+    }
+
+    fn finished(&self, model: core::FinishedModel) {
+        let service = self.service.clone();
+        tokio::task::spawn_blocking(move || match service.store_federated(&model, now_ms()) {
+            Ok(version) => {
+                tracing::info!(campaign = %model.campaign, model = %model.model.name, version, "campaign finished; stored the federated model")
+            }
+            Err(error) => {
+                tracing::error!(campaign = %model.campaign, %error, "cannot store the federated model")
+            }
+        });
+    }
+}
+
+/// The ed25519 secret of a libp2p identity: the node signs weight updates
+/// with the same key its peer id names.
+fn signing_secret(key: &libp2p::identity::Keypair) -> anyhow::Result<[u8; 32]> {
+    let ed = key
+        .clone()
+        .try_into_ed25519()
+        .context("the node identity is not an ed25519 key")?;
+    let bytes = ed.to_bytes();
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(&bytes[..32]);
+    Ok(secret)
 }
 
 impl Driver {
@@ -114,7 +166,7 @@ impl Driver {
         core_config.sync_interval_ms = config.sync_interval_ms;
         let restored = store.restore()?;
         let seed = rand::random::<u64>();
-        let node = core::Node::new(
+        let mut node = core::Node::new(
             core_config,
             NodeId::new(peer_id.to_string()),
             restored,
@@ -122,6 +174,9 @@ impl Driver {
             now_ms(),
         )
         .context("cannot start the node core")?;
+        node.set_signing_key(signing_secret(&key)?);
+        let service = std::sync::Arc::new(LearnService::open(store.db())?);
+        let (results, trained) = mpsc::unbounded_channel();
 
         let mut swarm = transport::swarm(key, &node.config().version)?;
         for addr in &config.listen {
@@ -146,6 +201,7 @@ impl Driver {
         let app = http::router(http::AppState {
             calls: tx,
             http_addr,
+            learn: service.clone(),
         });
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http_server = tokio::spawn(async move {
@@ -170,6 +226,8 @@ impl Driver {
             next_request: 0,
             timers: BTreeMap::new(),
             listen_addrs: Vec::new(),
+            learner: Learner { service, results },
+            trained,
         })
     }
 
@@ -196,6 +254,9 @@ impl Driver {
                         self.timers.remove(&timer);
                         self.node.handle(now_ms(), Input::TimerExpired(timer));
                     }
+                }
+                Some(result) = self.trained.recv() => {
+                    self.node.handle(now_ms(), Input::Trained(result));
                 }
                 () = &mut shutdown => break,
             }
@@ -242,6 +303,8 @@ impl Driver {
                 Output::ScheduleTimer { timer, at } => {
                     self.timers.insert(timer, at);
                 }
+                Output::Train(job) => self.learner.start(job),
+                Output::ModelReady(model) => self.learner.finished(model),
             }
         }
         if dirty {

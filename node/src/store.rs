@@ -45,6 +45,11 @@ impl Store {
         Ok(Self { db, identity, core })
     }
 
+    /// The database, for parts of the node that keep their own trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// The node's keypair: the stored one, or a new ed25519 key that is stored
     /// and flushed before it is returned.
     pub fn load_or_create_identity(&self) -> Result<identity::Keypair, StoreError> {

@@ -83,7 +83,7 @@ pub fn decode(bytes: &[u8], max: usize) -> Result<Message, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Changes, DocId, Hello, SyncMessage};
+    use crate::message::{Changes, DocId, Hello, LearnMessage, SyncMessage};
     use proptest::prelude::*;
 
     fn samples() -> Vec<Message> {
@@ -99,6 +99,11 @@ mod tests {
             Message::Sync(SyncMessage {
                 doc: DocId::Knowledge,
                 data: vec![],
+            }),
+            Message::Learn(LearnMessage::UpdateChunk {
+                campaign: [7; 16],
+                round: 3,
+                chunk: vec![9; 40],
             }),
         ]
     }

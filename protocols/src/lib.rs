@@ -33,5 +33,5 @@ pub mod node_id;
 pub use codec::{
     Error, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, WIRE_VERSION, decode, encode, encoded_len,
 };
-pub use message::{Changes, DocId, Hello, Message, SyncMessage};
+pub use message::{Changes, DocId, Hello, LearnMessage, Message, SyncMessage};
 pub use node_id::NodeId;

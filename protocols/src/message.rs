@@ -22,6 +22,10 @@ pub enum Message {
     Changes(Changes),
     /// One step of Automerge's sync protocol, sent point to point.
     Sync(SyncMessage),
+    /// Federated learning, sent point to point: one piece of a signed weight
+    /// update, or evidence of equivocation. The payload is `mc-learn-core`'s
+    /// own versioned encoding, checked by the receiver's round collector.
+    Learn(LearnMessage),
 }
 
 /// Introduces a node to a peer it just connected to.
@@ -41,6 +45,31 @@ pub struct Changes {
     /// One or more concatenated raw changes.
     #[serde(with = "bytes_as_slice")]
     pub bytes: Vec<u8>,
+}
+
+/// Federated-learning payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LearnMessage {
+    /// One chunk of an encoded signed update for `round` of `campaign`.
+    UpdateChunk {
+        /// The campaign's id.
+        campaign: [u8; 16],
+        /// The round the update belongs to.
+        round: u32,
+        /// An encoded `mc_learn_core::Chunk`.
+        #[serde(with = "bytes_as_slice")]
+        chunk: Vec<u8>,
+    },
+    /// Two conflicting signed headers by one author for one round.
+    Evidence {
+        /// The campaign's id.
+        campaign: [u8; 16],
+        /// The round.
+        round: u32,
+        /// An encoded `mc_learn_core::round::Evidence`.
+        #[serde(with = "bytes_as_slice")]
+        evidence: Vec<u8>,
+    },
 }
 
 /// An encoded Automerge sync message for one document.

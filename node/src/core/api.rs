@@ -3,6 +3,8 @@
 use mc_crdt::Entry;
 use serde::Serialize;
 
+use super::learning::{CampaignRequest, CampaignState, CampaignView, LearnError};
+
 /// Identifies one API request so that its [`Output::Reply`](super::Output::Reply)
 /// can be matched to it by the driver.
 pub type RequestId = u64;
@@ -37,6 +39,21 @@ pub enum ApiRequest {
     },
     /// The node's status report.
     Status,
+    /// Declare a federated-learning campaign.
+    CreateCampaign(Box<CampaignRequest>),
+    /// One campaign, by hex id.
+    GetCampaign {
+        /// The campaign's id (hex).
+        id: String,
+    },
+    /// Every campaign this node knows.
+    ListCampaigns,
+    /// A signed update handed over by the API instead of a peer; it is
+    /// checked exactly like one from the network.
+    SubmitUpdate {
+        /// The update's wire encoding.
+        bytes: Vec<u8>,
+    },
 }
 
 /// A successful answer.
@@ -50,6 +67,12 @@ pub enum ApiResponse {
     Deleted,
     /// The status report.
     Status(Box<Status>),
+    /// One campaign.
+    Campaign(Box<CampaignView>),
+    /// Campaigns.
+    Campaigns(Vec<CampaignView>),
+    /// A submitted update was accepted into its round.
+    UpdateAccepted,
 }
 
 /// Why a request failed.
@@ -64,6 +87,9 @@ pub enum ApiError {
     /// The document rejected the operation or holds an unreadable entry.
     #[error("knowledge document error: {0}")]
     Document(String),
+    /// A federated-learning request failed.
+    #[error(transparent)]
+    Learn(#[from] LearnError),
 }
 
 /// The node's view of itself, served on `GET /status`.
@@ -87,6 +113,34 @@ pub struct Status {
     pub knowledge: KnowledgeStatus,
     /// Counters since start.
     pub counters: Counters,
+    /// Federated learning.
+    pub learning: LearningStatus,
+}
+
+/// Federated learning, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LearningStatus {
+    /// Whether this node takes part in campaigns.
+    pub enabled: bool,
+    /// The ed25519 key this node signs updates with (hex).
+    pub public_key: String,
+    /// Campaigns it knows.
+    pub campaigns: Vec<CampaignSummary>,
+}
+
+/// One campaign's progress line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignSummary {
+    /// Hex id.
+    pub id: String,
+    /// The model's name.
+    pub model: String,
+    /// This node's state for it.
+    pub state: CampaignState,
+    /// The round in progress.
+    pub round: u32,
+    /// Rounds in total (moments round included).
+    pub total_rounds: u32,
 }
 
 /// One connected peer, as seen from this node.

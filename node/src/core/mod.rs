@@ -31,11 +31,13 @@
 //! is handed to sync at once rather than dropped.
 
 pub mod api;
+pub mod learning;
 pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use mc_crdt::{ActorId, KnowledgeBase, SyncSession};
+use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_protocols::{
     Changes, DocId, Hello, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Message, NodeId,
     SyncMessage,
@@ -44,7 +46,12 @@ use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
 
 pub use api::{
-    ApiError, ApiRequest, ApiResponse, Counters, KnowledgeStatus, PeerStatus, RequestId, Status,
+    ApiError, ApiRequest, ApiResponse, CampaignSummary, Counters, KnowledgeStatus, LearningStatus,
+    PeerStatus, RequestId, Status,
+};
+pub use learning::{
+    CampaignRequest, CampaignSpec, CampaignView, FinishedModel, LearnError, Participant, TrainJob,
+    TrainKind, TrainResult,
 };
 pub use store::{Restored, StoreOp};
 
@@ -76,6 +83,8 @@ impl Topic {
 pub enum Timer {
     /// Offer a sync round to every connected peer.
     AntiEntropy,
+    /// Look for new campaigns and close rounds whose deadline passed.
+    Learning,
 }
 
 /// Tunables of the core.
@@ -91,6 +100,9 @@ pub struct Config {
     pub sync_interval_ms: Millis,
     /// Largest encoded gossip message; larger changes go by sync.
     pub max_gossip_bytes: usize,
+    /// How often to look for new campaigns and round deadlines; `None`
+    /// turns federated learning off.
+    pub learning_tick_ms: Option<Millis>,
 }
 
 impl Config {
@@ -102,6 +114,7 @@ impl Config {
             gossip: true,
             sync_interval_ms: 5_000,
             max_gossip_bytes: MAX_GOSSIP_MESSAGE_BYTES,
+            learning_tick_ms: Some(500),
         }
     }
 }
@@ -137,6 +150,8 @@ pub enum Input {
     },
     /// A timer set by [`Output::ScheduleTimer`] expired.
     TimerExpired(Timer),
+    /// The driver finished a [`Output::Train`] job.
+    Trained(TrainResult),
 }
 
 /// Something the core wants done.
@@ -172,6 +187,11 @@ pub enum Output {
         /// When, in [`Millis`].
         at: Millis,
     },
+    /// Run local work for a campaign (training, or the data's moments) and
+    /// feed the result back as [`Input::Trained`].
+    Train(TrainJob),
+    /// A campaign finished: store its model.
+    ModelReady(FinishedModel),
 }
 
 /// Errors that stop a node from starting.
@@ -214,6 +234,9 @@ pub struct Node {
     listen_addrs: Vec<String>,
     counters: Counters,
     outputs: VecDeque<Output>,
+    learning: learning::Learning,
+    /// Knowledge heads when campaigns were last looked for.
+    campaigns_seen_at: Vec<String>,
 }
 
 impl Node {
@@ -232,6 +255,8 @@ impl Node {
         let mut actor = [0u8; 16];
         rng.fill_bytes(&mut actor);
         let next_chunk_seq = restored.next_seq();
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
         let kb = KnowledgeBase::load(
             restored.snapshot.as_deref(),
             restored.chunks.iter().map(|(_, bytes)| bytes.as_slice()),
@@ -249,9 +274,20 @@ impl Node {
             listen_addrs: Vec::new(),
             counters: Counters::default(),
             outputs: VecDeque::new(),
+            learning: learning::Learning::new(SigningKey::from_bytes(&secret)),
+            campaigns_seen_at: Vec::new(),
         };
         node.schedule_anti_entropy();
+        node.schedule_learning();
         Ok(node)
+    }
+
+    /// Sets the ed25519 key this node signs its weight updates with (the
+    /// real node uses its libp2p identity key, so its peer id names its
+    /// key). Without it the key is drawn from the seed. Call before any
+    /// campaign starts.
+    pub fn set_signing_key(&mut self, secret: [u8; 32]) {
+        self.learning = learning::Learning::new(SigningKey::from_bytes(&secret));
     }
 
     /// This node's identity.
@@ -313,6 +349,18 @@ impl Node {
                 self.sync_all_peers();
                 self.schedule_anti_entropy();
             }
+            Input::TimerExpired(Timer::Learning) => {
+                self.scan_campaigns();
+                let mut fx = learning::Effects::default();
+                self.learning.on_tick(self.now, &mut fx);
+                self.apply_learning(fx);
+                self.schedule_learning();
+            }
+            Input::Trained(result) => {
+                let mut fx = learning::Effects::default();
+                self.learning.on_trained(result, self.now, &mut fx);
+                self.apply_learning(fx);
+            }
         }
     }
 
@@ -329,6 +377,9 @@ impl Node {
         });
         self.send(&peer, &hello);
         self.offer_sync(&peer);
+        let mut fx = learning::Effects::default();
+        self.learning.on_peer_connected(&peer, &mut fx);
+        self.apply_learning(fx);
     }
 
     fn on_message(&mut self, from: NodeId, bytes: &[u8]) {
@@ -367,6 +418,17 @@ impl Node {
                 doc: DocId::Knowledge,
                 data,
             }) => self.on_sync(from, &data),
+            Message::Learn(message) => {
+                if !self.peers.contains_key(&from) {
+                    return;
+                }
+                let mut fx = learning::Effects::default();
+                if let Err(error) = self.learning.on_message(&from, message, self.now, &mut fx) {
+                    self.counters.rejected_messages += 1;
+                    tracing::warn!(peer = %from, %error, "refused a learning message");
+                }
+                self.apply_learning(fx);
+            }
         }
     }
 
@@ -434,6 +496,117 @@ impl Node {
                 self.kb.list(&prefix).map_err(doc_error)?,
             )),
             ApiRequest::Status => Ok(ApiResponse::Status(Box::new(self.status()))),
+            ApiRequest::CreateCampaign(request) => {
+                let seed = self.rng.next_u64();
+                let (id, spec) = self
+                    .learning
+                    .declare(*request, &self.id, self.now, seed)
+                    .map_err(ApiError::Learn)?;
+                let value =
+                    serde_json::to_value(&spec).map_err(|e| ApiError::Document(e.to_string()))?;
+                let key = format!("{}{id}", learning::CAMPAIGN_PREFIX);
+                self.kb
+                    .put(&key, &value, self.id.as_str(), self.now)
+                    .map_err(doc_error)?;
+                self.persist_increment();
+                self.publish_local_change();
+                // Start at once rather than at the next tick.
+                self.scan_campaigns();
+                self.learning
+                    .view(&id.to_string())
+                    .map(|v| ApiResponse::Campaign(Box::new(v)))
+                    .map_err(ApiError::Learn)
+            }
+            ApiRequest::GetCampaign { id } => {
+                self.scan_campaigns();
+                self.learning
+                    .view(&id)
+                    .map(|v| ApiResponse::Campaign(Box::new(v)))
+                    .map_err(ApiError::Learn)
+            }
+            ApiRequest::ListCampaigns => {
+                self.scan_campaigns();
+                Ok(ApiResponse::Campaigns(self.learning.views()))
+            }
+            ApiRequest::SubmitUpdate { bytes } => {
+                let update =
+                    mc_learn_core::SignedUpdate::decode(&bytes, learning::MAX_UPDATE_BYTES)
+                        .map_err(|e| ApiError::Learn(LearnError::Malformed(e.to_string())))?;
+                let mut fx = learning::Effects::default();
+                let result = self.learning.offer(update, self.now, &mut fx, false);
+                self.apply_learning(fx);
+                result
+                    .map(|()| ApiResponse::UpdateAccepted)
+                    .map_err(ApiError::Learn)
+            }
+        }
+    }
+
+    /// Reads new campaign declarations from the knowledge document, when it
+    /// changed since the last look.
+    fn scan_campaigns(&mut self) {
+        if self.config.learning_tick_ms.is_none() {
+            return;
+        }
+        let heads = self.kb.heads();
+        if heads == self.campaigns_seen_at {
+            return;
+        }
+        self.campaigns_seen_at = heads;
+        let entries = match self.kb.list(learning::CAMPAIGN_PREFIX) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list campaigns");
+                return;
+            }
+        };
+        let mut declared = Vec::new();
+        for entry in entries {
+            let Some(id) = entry
+                .key
+                .strip_prefix(learning::CAMPAIGN_PREFIX)
+                .and_then(learning::parse_campaign_id)
+            else {
+                continue; // round records and other sub-keys
+            };
+            if self.learning.knows(&id) {
+                continue;
+            }
+            match serde_json::from_value::<CampaignSpec>(entry.value) {
+                Ok(spec) => declared.push((id, spec)),
+                Err(error) => tracing::warn!(campaign = %id, %error, "unreadable campaign"),
+            }
+        }
+        if declared.is_empty() {
+            return;
+        }
+        let mut fx = learning::Effects::default();
+        self.learning.observe(declared, self.now, &mut fx);
+        self.apply_learning(fx);
+    }
+
+    /// Carries out what the learning part asked for.
+    fn apply_learning(&mut self, fx: learning::Effects) {
+        for (to, message) in fx.sends {
+            if self.peers.contains_key(&to) {
+                self.send(&to, &Message::Learn(message));
+            }
+        }
+        for job in fx.jobs {
+            self.outputs.push_back(Output::Train(job));
+        }
+        let wrote = !fx.writes.is_empty();
+        for (key, value) in fx.writes {
+            if let Err(error) = self.kb.put(&key, &value, self.id.as_str(), self.now) {
+                tracing::warn!(%key, %error, "cannot record a round");
+            }
+        }
+        if wrote {
+            self.persist_increment();
+            self.publish_local_change();
+        }
+        for model in fx.finished {
+            self.outputs.push_back(Output::ModelReady(model));
         }
     }
 
@@ -465,6 +638,22 @@ impl Node {
                 doc_bytes: stats.saved_bytes,
             },
             counters: self.counters.clone(),
+            learning: LearningStatus {
+                enabled: self.config.learning_tick_ms.is_some(),
+                public_key: self.learning.public_key_hex(),
+                campaigns: self
+                    .learning
+                    .views()
+                    .into_iter()
+                    .map(|v| CampaignSummary {
+                        id: v.id,
+                        model: v.spec.model.name,
+                        state: v.state,
+                        round: v.current_round,
+                        total_rounds: v.total_rounds,
+                    })
+                    .collect(),
+            },
         }
     }
 
@@ -558,6 +747,15 @@ impl Node {
                     p.sync.reset();
                 }
             }
+        }
+    }
+
+    fn schedule_learning(&mut self) {
+        if let Some(tick) = self.config.learning_tick_ms {
+            self.outputs.push_back(Output::ScheduleTimer {
+                timer: Timer::Learning,
+                at: self.now + tick.max(1),
+            });
         }
     }
 

@@ -13,6 +13,8 @@ struct Harness {
     store: BTreeMap<String, Vec<u8>>,
     timers: BTreeMap<Timer, Millis>,
     replies: BTreeMap<RequestId, Result<ApiResponse, ApiError>>,
+    jobs: Vec<TrainJob>,
+    finished: Vec<FinishedModel>,
 }
 
 /// A few cores wired together. Messages are delivered in the order they were
@@ -28,12 +30,17 @@ struct Net {
 
 impl Net {
     fn new(names: &[&str], gossip: bool) -> Self {
+        Self::with_learning(names, gossip, None)
+    }
+
+    fn with_learning(names: &[&str], gossip: bool, learning_tick_ms: Option<Millis>) -> Self {
         let mut nodes = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
             let mut config = Config::new(format!("region-{name}"));
             config.gossip = gossip;
             config.sync_interval_ms = 1_000;
-            let node = Node::new(
+            config.learning_tick_ms = learning_tick_ms;
+            let mut node = Node::new(
                 config,
                 NodeId::from(*name),
                 Restored::default(),
@@ -41,6 +48,7 @@ impl Net {
                 0,
             )
             .unwrap();
+            node.set_signing_key([i as u8 + 1; 32]);
             nodes.insert(
                 NodeId::from(*name),
                 Harness {
@@ -48,6 +56,8 @@ impl Net {
                     store: BTreeMap::new(),
                     timers: BTreeMap::new(),
                     replies: BTreeMap::new(),
+                    jobs: Vec::new(),
+                    finished: Vec::new(),
                 },
             );
         }
@@ -132,6 +142,8 @@ impl Net {
                 Output::ScheduleTimer { timer, at: when } => {
                     h.timers.insert(timer, when);
                 }
+                Output::Train(job) => h.jobs.push(job),
+                Output::ModelReady(model) => h.finished.push(model),
             }
         }
     }
@@ -444,4 +456,256 @@ fn messages_from_a_disconnected_peer_do_not_bring_it_back() {
         },
     );
     assert_eq!(net.nodes[&a].node.peers().count(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Federated learning: campaigns run between cores with a stand-in trainer.
+
+use mc_learn_core::aggregate::Rule;
+use mc_learn_core::schema::{ModelSchema, Task};
+
+fn tiny_schema() -> ModelSchema {
+    ModelSchema {
+        name: "tiny".into(),
+        task: Task::Regression,
+        features: vec!["a".into(), "b".into()],
+        target: "y".into(),
+        hidden_layers: vec![3],
+    }
+}
+
+impl Net {
+    fn public_key(&mut self, at: &str) -> String {
+        self.nodes
+            .get_mut(&NodeId::from(at))
+            .unwrap()
+            .node
+            .status()
+            .learning
+            .public_key
+    }
+
+    fn participants(&mut self, names: &[&str]) -> Vec<Participant> {
+        names
+            .iter()
+            .map(|n| Participant {
+                node: n.to_string(),
+                key: self.public_key(n),
+            })
+            .collect()
+    }
+
+    /// Runs every pending training job: moments are made-up constants per
+    /// node, an update moves the base by a per-node offset.
+    fn train_all(&mut self) {
+        let names: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for (i, name) in names.iter().enumerate() {
+            let jobs = std::mem::take(&mut self.nodes.get_mut(name).unwrap().jobs);
+            for job in jobs {
+                let outcome = match &job.kind {
+                    TrainKind::Moments => {
+                        let n = 2 * job.model.features.len() + 2;
+                        Ok((vec![i as f32 + 1.0; n], 100 * (i as u64 + 1)))
+                    }
+                    TrainKind::Update { base, .. } => Ok((
+                        base.iter().map(|w| w + 0.01 * (i as f32 + 1.0)).collect(),
+                        100,
+                    )),
+                };
+                self.input(
+                    name,
+                    Input::Trained(TrainResult {
+                        campaign: job.campaign,
+                        round: job.round,
+                        outcome,
+                    }),
+                );
+                self.run();
+            }
+        }
+    }
+
+    fn campaign(&mut self, at: &str, id: &str) -> CampaignView {
+        match self.api(at, ApiRequest::GetCampaign { id: id.into() }) {
+            Ok(ApiResponse::Campaign(v)) => *v,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn create_campaign(&mut self, at: &str, names: &[&str], rule: Rule) -> String {
+        let participants = self.participants(names);
+        let request = CampaignRequest {
+            model: tiny_schema(),
+            rounds: 3,
+            local_epochs: 1,
+            participants,
+            aggregation: rule,
+            round_deadline_s: 5.0,
+            seed: Some(42),
+            max_update_norm: None,
+        };
+        match self.api(at, ApiRequest::CreateCampaign(Box::new(request))) {
+            Ok(ApiResponse::Campaign(v)) => v.id,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_campaign_runs_to_identical_models_on_every_participant() {
+    let mut net = Net::with_learning(&["a", "b", "c"], true, Some(500));
+    net.connect("a", "b");
+    net.connect("a", "c");
+    net.connect("b", "c");
+    let id = net.create_campaign("a", &["a", "b", "c"], Rule::FedAvg);
+    // b and c learn of the campaign from the document at their next tick.
+    for _ in 0..200 {
+        net.train_all();
+        if net.nodes.values().all(|h| !h.finished.is_empty()) {
+            break;
+        }
+        net.advance_to_next_timer();
+    }
+    let finished: Vec<&FinishedModel> = net.nodes.values().map(|h| &h.finished[0]).collect();
+    assert!(finished.iter().all(|f| f.weights == finished[0].weights));
+    assert!(finished.iter().all(|f| f.moments == finished[0].moments));
+    // Pooled moments are sample-weighted: (1·100 + 2·200 + 3·300) / 600.
+    assert!((finished[0].moments[0] - 14.0 / 6.0).abs() < 1e-5);
+    // Three rounds, each moving the model by the mean offset 0.02.
+    let init = mc_learn_core::init::init_weights(&tiny_schema(), 42);
+    assert!((finished[0].weights[0] - init[0] - 0.06).abs() < 1e-5);
+    let view = net.campaign("b", &id);
+    assert_eq!(view.state, learning::CampaignState::Completed);
+    assert_eq!(view.rounds.len(), 4);
+    assert!(
+        view.rounds
+            .iter()
+            .all(|r| r.accepted == 3 && r.closed_by == "complete")
+    );
+    let digests_a: Vec<String> = net
+        .campaign("a", &id)
+        .rounds
+        .into_iter()
+        .map(|r| r.accepted_digest)
+        .collect();
+    let digests_b: Vec<String> = view.rounds.into_iter().map(|r| r.accepted_digest).collect();
+    assert_eq!(digests_a, digests_b);
+}
+
+#[test]
+fn a_missing_participant_does_not_stall_the_campaign() {
+    let mut net = Net::with_learning(&["a", "b", "c"], true, Some(500));
+    net.connect("a", "b");
+    net.connect("a", "c");
+    net.connect("b", "c");
+    let id = net.create_campaign("a", &["a", "b", "c"], Rule::Median);
+    // c never trains: its jobs are thrown away.
+    for _ in 0..500 {
+        net.nodes.get_mut(&NodeId::from("c")).unwrap().jobs.clear();
+        net.train_all();
+        if ["a", "b"]
+            .iter()
+            .all(|n| !net.nodes[&NodeId::from(*n)].finished.is_empty())
+        {
+            break;
+        }
+        net.advance_to_next_timer();
+    }
+    let a = net.campaign("a", &id);
+    assert_eq!(a.state, learning::CampaignState::Completed);
+    assert!(
+        a.rounds
+            .iter()
+            .all(|r| r.accepted == 2 && r.missing == 1 && r.closed_by == "deadline")
+    );
+    assert_eq!(
+        net.nodes[&NodeId::from("a")].finished[0].weights,
+        net.nodes[&NodeId::from("b")].finished[0].weights
+    );
+}
+
+#[test]
+fn forged_and_foreign_updates_are_rejected_and_counted() {
+    use mc_learn_core::ed25519_dalek::SigningKey;
+    let mut net = Net::with_learning(&["a", "b"], true, Some(500));
+    net.connect("a", "b");
+    let id = net.create_campaign("a", &["a", "b"], Rule::FedAvg);
+    let campaign = learning::parse_campaign_id(&id).unwrap();
+    let outsider = SigningKey::from_bytes(&[9; 32]);
+    let features = tiny_schema().features.len();
+    let base_hash = mc_learn_core::model_hash(&[]);
+    let foreign = mc_learn_core::update::sign(
+        &outsider,
+        campaign,
+        0,
+        base_hash,
+        10,
+        vec![1.0; 2 * features + 2],
+    )
+    .unwrap();
+    let r = net.api(
+        "a",
+        ApiRequest::SubmitUpdate {
+            bytes: foreign.encode(),
+        },
+    );
+    assert!(
+        matches!(&r, Err(ApiError::Learn(LearnError::Rejected(m))) if m.contains("not a participant")),
+        "{r:?}"
+    );
+    // A participant's real update with its weights changed after signing.
+    // b joins at its next tick; both send their moments.
+    for _ in 0..10 {
+        net.train_all();
+        if net.campaign("a", &id).current_round == 1 {
+            break;
+        }
+        net.advance_to_next_timer();
+    }
+    let view = net.campaign("a", &id);
+    assert_eq!(view.current_round, 1, "moments round closed: {view:?}");
+    assert_eq!(view.rounds[0].accepted, 2);
+    let b_key = SigningKey::from_bytes(&[2; 32]);
+    let init = mc_learn_core::init::init_weights(&tiny_schema(), 42);
+    let mut tampered = mc_learn_core::update::sign(
+        &b_key,
+        campaign,
+        1,
+        mc_learn_core::model_hash(&init),
+        10,
+        init.clone(),
+    )
+    .unwrap();
+    tampered.weights[0] += 1.0;
+    let r = net.api(
+        "a",
+        ApiRequest::SubmitUpdate {
+            bytes: tampered.encode(),
+        },
+    );
+    assert!(
+        matches!(&r, Err(ApiError::Learn(LearnError::Rejected(m))) if m.contains("hash")),
+        "{r:?}"
+    );
+    let r = net.api(
+        "a",
+        ApiRequest::SubmitUpdate {
+            bytes: vec![1, 2, 3],
+        },
+    );
+    assert!(
+        matches!(r, Err(ApiError::Learn(LearnError::Malformed(_)))),
+        "{r:?}"
+    );
+    let rejections = net.campaign("a", &id).rejections;
+    assert_eq!(
+        rejections.get("not_participant"),
+        Some(&1),
+        "{rejections:?}"
+    );
+    assert_eq!(
+        rejections.get("weights_mismatch"),
+        Some(&1),
+        "{rejections:?}"
+    );
 }

@@ -51,6 +51,8 @@ impl Host {
         let mut config = core::Config::new(format!("{}-{index:04}", regions::SITES[site].name));
         config.gossip = scenario.node.gossip;
         config.sync_interval_ms = scenario.node.sync_interval_ms;
+        // Learning scenarios are not simulated yet: no learning timer.
+        config.learning_tick_ms = None;
         Self {
             id: node_id(index),
             config,
@@ -167,6 +169,8 @@ impl Simulation {
                     }
                 }
                 Output::ScheduleTimer { timer, at } => self.schedule_timer(n, timer, at),
+                // Knowledge scenarios run with learning off (see `Host::new`).
+                Output::Train(_) | Output::ModelReady(_) => {}
             }
         }
         if changed {

@@ -1,0 +1,353 @@
+//! `mc-node learn …`: the learning API from the command line.
+//!
+//! Every subcommand except `generate` talks to a running node's HTTP API —
+//! the same handlers and the same code as any other client — found with
+//! `--api URL` or read from `--data-dir DIR/node.json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::runtime::ReadyFile;
+
+/// Where the node's API is.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The node's HTTP API, e.g. http://127.0.0.1:8080.
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// The node's data directory (its node.json names the API address).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `mc-node learn` and its subcommands.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Which node.
+    #[command(flatten)]
+    pub target: Target,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LearnCommand,
+}
+
+/// Learning subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LearnCommand {
+    /// List the node's models.
+    Models,
+    /// Declare a model from a schema JSON file.
+    Declare {
+        /// The schema: {"name","task","features","target","hidden_layers"}.
+        #[arg(long)]
+        schema: PathBuf,
+    },
+    /// Import a CSV for a model (all rows or none).
+    Import {
+        /// The CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The model.
+        #[arg(long)]
+        model: String,
+        /// Replace earlier rows instead of appending.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Custom training on the node's data.
+    Train {
+        /// The model.
+        #[arg(long)]
+        model: String,
+        /// Epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Activation floor (default 0.7).
+        #[arg(long)]
+        floor: Option<f64>,
+    },
+    /// Fine-tune the last k layers of the active (or a given) model.
+    Transfer {
+        /// The model.
+        #[arg(long)]
+        model: String,
+        /// Layers to fine-tune.
+        #[arg(long, default_value_t = 1)]
+        k: usize,
+        /// A base model as safetensors; default the active version.
+        #[arg(long)]
+        base: Option<PathBuf>,
+    },
+    /// Save the active version as safetensors.
+    Weights {
+        /// The model.
+        #[arg(long)]
+        model: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show accuracy, latency, baseline comparison and drift.
+    Performance {
+        /// The model.
+        #[arg(long)]
+        model: String,
+    },
+    /// Start a federated campaign and follow it to the end.
+    Campaign {
+        /// The model.
+        #[arg(long)]
+        model: String,
+        /// Participants' peer ids (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        participants: Vec<String>,
+        /// Model rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        /// Local epochs per round.
+        #[arg(long, default_value_t = 2)]
+        local_epochs: u32,
+        /// fedavg, median, trimmed-mean:0.2 or multi-krum:f=1,m=3.
+        #[arg(long, default_value = "fedavg")]
+        aggregation: String,
+        /// Seconds a round waits for missing participants.
+        #[arg(long, default_value_t = 30.0)]
+        round_deadline_s: f64,
+        /// Return after creating it instead of following it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Follow a campaign until it completes.
+    Watch {
+        /// The campaign id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Write a synthetic operations data set (one CSV per organisation).
+    Generate {
+        /// Organisations.
+        #[arg(long, default_value_t = 3)]
+        orgs: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Runs a learn subcommand.
+pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
+    if let LearnCommand::Generate { orgs, seed, out } = &args.command {
+        return generate(*orgs, *seed, out);
+    }
+    let api = args.target.resolve()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3600))
+        .build()?;
+    let c = Client { api, http: client };
+    match args.command {
+        LearnCommand::Models => c.print(c.get("/v1/models").await?),
+        LearnCommand::Declare { schema } => {
+            let body = std::fs::read(&schema)
+                .with_context(|| format!("cannot read {}", schema.display()))?;
+            c.print(c.post("/v1/models", body).await?)
+        }
+        LearnCommand::Import {
+            csv,
+            model,
+            replace,
+        } => {
+            let body =
+                std::fs::read(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
+            let path = format!("/v1/learn/import?model={model}&replace={replace}");
+            c.print(c.post(&path, body).await?)
+        }
+        LearnCommand::Train {
+            model,
+            epochs,
+            floor,
+        } => {
+            let body = json!({ "epochs": epochs, "activation_floor": floor });
+            let path = format!("/v1/models/{model}/train");
+            c.print(c.post(&path, serde_json::to_vec(&body)?).await?)
+        }
+        LearnCommand::Transfer { model, k, base } => {
+            let body = match base {
+                Some(p) => {
+                    std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?
+                }
+                None => Vec::new(),
+            };
+            c.print(
+                c.post(&format!("/v1/models/{model}/transfer?k={k}"), body)
+                    .await?,
+            )
+        }
+        LearnCommand::Weights { model, out } => {
+            let bytes = c.get_bytes(&format!("/v1/models/{model}/weights")).await?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} bytes to {}", bytes.len(), out.display());
+            Ok(())
+        }
+        LearnCommand::Performance { model } => {
+            c.print(c.get(&format!("/v1/models/{model}/performance")).await?)
+        }
+        LearnCommand::Campaign {
+            model,
+            participants,
+            rounds,
+            local_epochs,
+            aggregation,
+            round_deadline_s,
+            no_wait,
+        } => {
+            let body = json!({
+                "model": model, "rounds": rounds, "local_epochs": local_epochs,
+                "participants": participants, "aggregation": aggregation,
+                "round_deadline_s": round_deadline_s,
+            });
+            let created = c.post("/v1/campaigns", serde_json::to_vec(&body)?).await?;
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            println!("campaign {id}");
+            if no_wait {
+                return Ok(());
+            }
+            c.watch(&id).await
+        }
+        LearnCommand::Watch { id } => c.watch(&id).await,
+        LearnCommand::Generate { .. } => unreachable!("handled above"),
+    }
+}
+
+impl Target {
+    fn resolve(&self) -> anyhow::Result<String> {
+        if let Some(api) = &self.api {
+            return Ok(api.trim_end_matches('/').to_string());
+        }
+        let Some(dir) = &self.data_dir else {
+            bail!("say which node: --api http://HOST:PORT or --data-dir DIR of a running node");
+        };
+        let path = ReadyFile::path(dir);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}: is a node running with this data dir?",
+                path.display()
+            )
+        })?;
+        let ready: ReadyFile = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a node.json", path.display()))?;
+        Ok(format!("http://{}", ready.http_addr))
+    }
+}
+
+struct Client {
+    api: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn answer(&self, response: reqwest::Response) -> anyhow::Result<Value> {
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{}: {}",
+                status,
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.api))?;
+        self.answer(r).await
+    }
+
+    async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.api))?;
+        if !r.status().is_success() {
+            self.answer(r).await?;
+            bail!("request failed");
+        }
+        Ok(r.bytes().await?.to_vec())
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.api))?;
+        self.answer(r).await
+    }
+
+    fn print(&self, value: Value) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        Ok(())
+    }
+
+    /// Prints a progress line per round until the campaign completes.
+    async fn watch(&self, id: &str) -> anyhow::Result<()> {
+        let mut last = None;
+        loop {
+            let v = self.get(&format!("/v1/campaigns/{id}")).await?;
+            let round = v["current_round"].as_u64().unwrap_or(0);
+            let total = v["total_rounds"].as_u64().unwrap_or(0);
+            let state = v["state"].as_str().unwrap_or("?").to_string();
+            let line = (round, state.clone());
+            if last.as_ref() != Some(&line) {
+                let accepted = v["rounds"]
+                    .as_array()
+                    .and_then(|r| r.last())
+                    .map(|r| r["accepted"].as_u64().unwrap_or(0))
+                    .unwrap_or(0);
+                println!(
+                    "campaign {id}: round {round}/{} {state} (last round accepted {accepted})",
+                    total.saturating_sub(1)
+                );
+                last = Some(line);
+            }
+            if state == "completed" {
+                println!("model hash {}", v["model_hash"].as_str().unwrap_or("?"));
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn generate(orgs: usize, seed: u64, out: &PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let profiles = mc_learn_core::synth::consortium(orgs, &mut rng);
+    for profile in &profiles {
+        let table = mc_learn_core::synth::generate(profile, &mut rng)?;
+        let path = out.join(format!("{}.csv", profile.name));
+        std::fs::write(&path, table.to_csv())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}: {} rows", path.display(), table.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,914 @@
+//! Leaderless federated learning, as a part of the sans-IO core.
+//!
+//! A campaign is created on any node and written to the knowledge document
+//! under `campaigns/<id>`, so it reaches every region by gossip and
+//! anti-entropy. Every participant that sees it runs the same rounds on its
+//! own; there is no coordinator.
+//!
+//! # Rounds
+//!
+//! - **Round 0 — moments.** Each participant sends, signed like any update,
+//!   the per-column means and mean squares of its own data (`2·features + 2`
+//!   numbers). Aggregating them with the campaign's rule gives every node the
+//!   same normalisation without anyone sharing a row; FedAvg weighted by
+//!   sample count gives exactly the pooled moments.
+//! - **Rounds 1..=R — model.** Round 1 starts from weights every node draws
+//!   from the campaign's seed ([`mc_learn_core::init::init_weights`]), so no
+//!   one has to send them. Each participant trains from the round's base
+//!   model (the driver does that: [`TrainJob`]), signs the new weights over
+//!   (campaign, round, base hash, sample count, weights hash) and sends them
+//!   in chunks straight to every other participant.
+//!
+//! Every node checks what it receives with a [`Collector`] (signature,
+//! membership, round, base, shape, finiteness, norm, duplicates,
+//! equivocation) and closes the round when every participant has spoken or at
+//! its deadline. Aggregation depends only on the accepted set, so nodes that
+//! accepted the same updates hold byte-identical models; each round's
+//! accepted-set digest and model hash are recorded (and written to the
+//! document under `campaigns/<id>/rounds/…`) so divergence is visible.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use mc_learn_core::aggregate::Rule;
+use mc_learn_core::chunk::{self, Chunk, Reassembler};
+use mc_learn_core::ed25519_dalek::SigningKey;
+use mc_learn_core::round::{Collector, Config as RoundConfig, Evidence, NormBound, Rejection};
+use mc_learn_core::{AuthorKey, CampaignId, Digest, ModelSchema, SignedUpdate, model_hash};
+use mc_protocols::{LearnMessage, NodeId};
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+
+/// Knowledge-document prefix of campaign declarations.
+pub const CAMPAIGN_PREFIX: &str = "campaigns/";
+/// Largest chunk of an update put in one message (well under the transport limit).
+pub const UPDATE_CHUNK_BYTES: usize = 1 << 20;
+/// Largest encoded update accepted from a peer.
+pub const MAX_UPDATE_BYTES: usize = 64 << 20;
+/// Default bound on `‖update − base‖₂` for model rounds.
+pub const DEFAULT_MAX_UPDATE_NORM: f64 = 1_000.0;
+
+/// One participant: its node id and its ed25519 public key (hex).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Participant {
+    /// The participant's node (libp2p peer) id.
+    pub node: String,
+    /// Its ed25519 verifying key, 64 hex characters.
+    pub key: String,
+}
+
+/// A campaign as it is stored in the knowledge document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignSpec {
+    /// The model being trained, schema included, so participants need no
+    /// earlier declaration.
+    pub model: ModelSchema,
+    /// Number of model rounds (after the moments round).
+    pub rounds: u32,
+    /// Local passes over the data per round.
+    pub local_epochs: u32,
+    /// Who takes part.
+    pub participants: Vec<Participant>,
+    /// The aggregation rule (`fedavg`, `median`, `trimmed-mean:0.2`,
+    /// `multi-krum:f=1,m=3`).
+    pub aggregation: Rule,
+    /// How long a round waits for missing participants, in seconds.
+    pub round_deadline_s: f64,
+    /// Seed of the initial weights and of local shuffling.
+    pub seed: u64,
+    /// Bound on `‖update − base‖₂`.
+    pub max_update_norm: f64,
+    /// The node that created it.
+    pub created_by: String,
+    /// When, in ms since the epoch.
+    pub created_at_ms: Millis,
+}
+
+/// What `POST /v1/campaigns` asks for, once the driver has resolved the
+/// model's schema and the participants' keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRequest {
+    /// The model's schema.
+    pub model: ModelSchema,
+    /// Model rounds.
+    pub rounds: u32,
+    /// Local epochs per round.
+    pub local_epochs: u32,
+    /// Participants with their keys.
+    pub participants: Vec<Participant>,
+    /// The aggregation rule.
+    pub aggregation: Rule,
+    /// Round deadline in seconds.
+    pub round_deadline_s: f64,
+    /// Seed; `None` picks one from the node's generator.
+    pub seed: Option<u64>,
+    /// Bound on update norms; `None` for [`DEFAULT_MAX_UPDATE_NORM`].
+    pub max_update_norm: Option<f64>,
+}
+
+/// Work the driver does for a campaign: local computation on local data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainJob {
+    /// The campaign.
+    pub campaign: CampaignId,
+    /// The round.
+    pub round: u32,
+    /// The model's schema.
+    pub model: ModelSchema,
+    /// What to compute.
+    pub kind: TrainKind,
+}
+
+/// The two kinds of local work.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainKind {
+    /// Round 0: the local moments vector — per feature the mean, then per
+    /// feature the mean square, then the target's mean and mean square.
+    Moments,
+    /// A model round: train `local_epochs` from `base`, with inputs
+    /// normalised by the pooled `moments`.
+    Update {
+        /// The round's base model.
+        base: Arc<[f32]>,
+        /// The pooled moments from round 0.
+        moments: Arc<[f32]>,
+        /// Local epochs.
+        local_epochs: u32,
+        /// Seed for shuffling (campaign seed mixed with the round).
+        seed: u64,
+    },
+}
+
+/// What the driver reports back for a [`TrainJob`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainResult {
+    /// The campaign.
+    pub campaign: CampaignId,
+    /// The round.
+    pub round: u32,
+    /// The new weights (or moments) and the number of local samples, or why
+    /// local work failed (e.g. no data imported for the model).
+    pub outcome: Result<(Vec<f32>, u64), String>,
+}
+
+/// A finished campaign's model, for the driver to store as a model version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedModel {
+    /// The campaign.
+    pub campaign: CampaignId,
+    /// The model's schema.
+    pub model: ModelSchema,
+    /// Pooled moments (normalisation).
+    pub moments: Vec<f32>,
+    /// Final global weights.
+    pub weights: Vec<f32>,
+    /// Hash of the weights.
+    pub model_hash: String,
+}
+
+/// Where a campaign stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Rounds are running.
+    Running,
+    /// Every round closed.
+    Completed,
+    /// This node is not a participant; it only relays the declaration.
+    Observing,
+}
+
+/// One closed round, as recorded by this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    /// Round number (0 = moments).
+    pub round: u32,
+    /// Accepted updates.
+    pub accepted: usize,
+    /// Participants that sent nothing in time.
+    pub missing: usize,
+    /// Participants excluded for equivocation.
+    pub excluded: usize,
+    /// Digest of the accepted set (hex).
+    pub accepted_digest: String,
+    /// Hash of the resulting model (hex).
+    pub model_hash: String,
+    /// `complete` (everyone reported) or `deadline`.
+    pub closed_by: String,
+    /// Round duration on this node, ms.
+    pub duration_ms: Millis,
+    /// Set when aggregation failed and the model was kept.
+    pub error: Option<String>,
+}
+
+/// A campaign as `GET /v1/campaigns/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignView {
+    /// Hex id.
+    pub id: String,
+    /// This node's state for it.
+    pub state: CampaignState,
+    /// The round in progress (or the last one when completed).
+    pub current_round: u32,
+    /// Rounds in total, the moments round included.
+    pub total_rounds: u32,
+    /// The declaration.
+    pub spec: CampaignSpec,
+    /// Closed rounds.
+    pub rounds: Vec<RoundRecord>,
+    /// Updates refused, by reason.
+    pub rejections: BTreeMap<String, u64>,
+    /// Equivocation evidence held (author keys, hex).
+    pub equivocators: Vec<String>,
+    /// Hash of the current global model (hex), once there is one.
+    pub model_hash: Option<String>,
+}
+
+/// Why a campaign request or a submitted update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LearnError {
+    /// The request itself is invalid.
+    #[error("invalid campaign: {0}")]
+    Invalid(String),
+    /// No campaign has this id on this node.
+    #[error("no campaign with id {0}")]
+    UnknownCampaign(String),
+    /// The update could not be decoded.
+    #[error("malformed update: {0}")]
+    Malformed(String),
+    /// The round's collector refused it.
+    #[error("update rejected: {0}")]
+    Rejected(String),
+}
+
+/// What the learning part asks of the node around it.
+#[derive(Debug, Default)]
+pub(super) struct Effects {
+    /// Messages for peers.
+    pub sends: Vec<(NodeId, LearnMessage)>,
+    /// Local work for the driver.
+    pub jobs: Vec<TrainJob>,
+    /// Knowledge-document writes (round records).
+    pub writes: Vec<(String, serde_json::Value)>,
+    /// Finished models.
+    pub finished: Vec<FinishedModel>,
+}
+
+#[derive(Debug)]
+struct Run {
+    id: CampaignId,
+    spec: CampaignSpec,
+    keys: BTreeMap<AuthorKey, NodeId>,
+    round: u32,
+    completed: bool,
+    collector: Collector,
+    round_started: Millis,
+    own_update: Option<SignedUpdate>,
+    moments: Option<Arc<[f32]>>,
+    global: Arc<[f32]>,
+    history: Vec<RoundRecord>,
+    /// Updates that arrived for the next round before this node got there.
+    early: Vec<SignedUpdate>,
+    rejections: BTreeMap<String, u64>,
+    evidence: BTreeMap<AuthorKey, Evidence>,
+}
+
+/// The learning state of one node.
+#[derive(Debug)]
+pub(super) struct Learning {
+    key: SigningKey,
+    me: AuthorKey,
+    runs: BTreeMap<CampaignId, Run>,
+    observed: BTreeMap<CampaignId, CampaignSpec>,
+    reassembler: Reassembler<NodeId>,
+    /// Updates for campaigns this node has not seen yet: the declaration
+    /// travels by the document and may arrive after a fast peer's update.
+    unknown: Vec<SignedUpdate>,
+}
+
+/// Most updates kept for campaigns not yet known.
+const MAX_UNKNOWN_UPDATES: usize = 256;
+
+impl Learning {
+    pub(super) fn new(key: SigningKey) -> Self {
+        let me = key.verifying_key().to_bytes();
+        Self {
+            key,
+            me,
+            runs: BTreeMap::new(),
+            observed: BTreeMap::new(),
+            reassembler: Reassembler::new(chunk::Limits::default()),
+            unknown: Vec::new(),
+        }
+    }
+
+    /// This node's verifying key (hex).
+    pub(super) fn public_key_hex(&self) -> String {
+        hex::encode(self.me)
+    }
+
+    /// Checks a request and turns it into a declaration and its id.
+    pub(super) fn declare(
+        &self,
+        request: CampaignRequest,
+        me: &NodeId,
+        now: Millis,
+        random_seed: u64,
+    ) -> Result<(CampaignId, CampaignSpec), LearnError> {
+        request
+            .model
+            .validate()
+            .map_err(|e| LearnError::Invalid(e.to_string()))?;
+        request
+            .aggregation
+            .validate()
+            .map_err(|e| LearnError::Invalid(e.to_string()))?;
+        if request.rounds == 0 || request.rounds > 10_000 {
+            return Err(LearnError::Invalid("rounds must be 1-10000".into()));
+        }
+        if request.local_epochs == 0 || request.local_epochs > 1_000 {
+            return Err(LearnError::Invalid("local_epochs must be 1-1000".into()));
+        }
+        if !(request.round_deadline_s.is_finite() && request.round_deadline_s > 0.0) {
+            return Err(LearnError::Invalid(
+                "round_deadline_s must be a positive number".into(),
+            ));
+        }
+        if request.participants.is_empty() {
+            return Err(LearnError::Invalid("a campaign needs participants".into()));
+        }
+        let mut nodes = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for p in &request.participants {
+            parse_key(&p.key).map_err(LearnError::Invalid)?;
+            if !nodes.insert(&p.node) || !keys.insert(&p.key) {
+                return Err(LearnError::Invalid(format!(
+                    "participant {} is listed twice",
+                    p.node
+                )));
+            }
+        }
+        let max_update_norm = request.max_update_norm.unwrap_or(DEFAULT_MAX_UPDATE_NORM);
+        if !(max_update_norm.is_finite() && max_update_norm > 0.0) {
+            return Err(LearnError::Invalid(
+                "max_update_norm must be a positive number".into(),
+            ));
+        }
+        let mut participants = request.participants;
+        participants.sort();
+        let spec = CampaignSpec {
+            model: request.model,
+            rounds: request.rounds,
+            local_epochs: request.local_epochs,
+            participants,
+            aggregation: request.aggregation,
+            round_deadline_s: request.round_deadline_s,
+            seed: request.seed.unwrap_or(random_seed),
+            max_update_norm,
+            created_by: me.to_string(),
+            created_at_ms: now,
+        };
+        let id = CampaignId::from_name(&format!(
+            "{}/{}/{}/{}",
+            spec.model.name, spec.created_by, spec.created_at_ms, spec.seed
+        ));
+        Ok((id, spec))
+    }
+
+    /// Looks at the campaign declarations in the document and starts the
+    /// ones this node takes part in.
+    pub(super) fn observe(
+        &mut self,
+        declared: Vec<(CampaignId, CampaignSpec)>,
+        now: Millis,
+        fx: &mut Effects,
+    ) {
+        for (id, spec) in declared {
+            if self.runs.contains_key(&id) || self.observed.contains_key(&id) {
+                continue;
+            }
+            let keys: Result<BTreeMap<AuthorKey, NodeId>, String> = spec
+                .participants
+                .iter()
+                .map(|p| Ok((parse_key(&p.key)?, NodeId::new(p.node.clone()))))
+                .collect();
+            let keys = match keys {
+                Ok(keys) if keys.contains_key(&self.me) => keys,
+                Ok(_) => {
+                    self.observed.insert(id, spec);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(campaign = %id, %error, "ignoring a campaign with a bad key");
+                    self.observed.insert(id, spec);
+                    continue;
+                }
+            };
+            tracing::info!(campaign = %id, model = %spec.model.name, rounds = spec.rounds, "joining campaign");
+            let empty: Arc<[f32]> = Arc::from(Vec::new());
+            let collector = match Collector::new(round_config(id, &spec, &keys, 0, &empty)) {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::warn!(campaign = %id, %error, "cannot start campaign");
+                    self.observed.insert(id, spec);
+                    continue;
+                }
+            };
+            let run = Run {
+                id,
+                keys,
+                round: 0,
+                completed: false,
+                collector,
+                round_started: now,
+                own_update: None,
+                moments: None,
+                global: empty,
+                history: Vec::new(),
+                early: Vec::new(),
+                rejections: BTreeMap::new(),
+                evidence: BTreeMap::new(),
+                spec,
+            };
+            fx.jobs.push(run.job());
+            self.runs.insert(id, run);
+            let (waiting, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unknown)
+                .into_iter()
+                .partition(|u| u.header.campaign == id);
+            self.unknown = rest;
+            for update in waiting {
+                let _ = self.offer(update, now, fx, false);
+            }
+        }
+    }
+
+    /// The driver finished local work.
+    pub(super) fn on_trained(&mut self, result: TrainResult, now: Millis, fx: &mut Effects) {
+        let Some(run) = self.runs.get_mut(&result.campaign) else {
+            return;
+        };
+        if run.completed || run.round != result.round || run.own_update.is_some() {
+            return; // the round closed without us
+        }
+        let (weights, samples) = match result.outcome {
+            Ok(ok) => ok,
+            Err(error) => {
+                tracing::warn!(campaign = %run.id, round = run.round, %error, "local training failed; not contributing this round");
+                return;
+            }
+        };
+        let base = run.collector.config().base_hash;
+        let update =
+            match mc_learn_core::update::sign(&self.key, run.id, run.round, base, samples, weights)
+            {
+                Ok(u) => u,
+                Err(error) => {
+                    tracing::error!(campaign = %run.id, %error, "cannot sign the local update");
+                    return;
+                }
+            };
+        if let Err(rejection) = run.collector.offer(update.clone()) {
+            tracing::warn!(campaign = %run.id, round = run.round, %rejection, "own update refused by own collector");
+        }
+        run.own_update = Some(update);
+        let sends = run.send_own(&self.me, None);
+        fx.sends.extend(sends);
+        self.maybe_close(result.campaign, now, fx);
+    }
+
+    /// A learning message from a peer.
+    pub(super) fn on_message(
+        &mut self,
+        from: &NodeId,
+        message: LearnMessage,
+        now: Millis,
+        fx: &mut Effects,
+    ) -> Result<(), LearnError> {
+        match message {
+            LearnMessage::UpdateChunk {
+                campaign, chunk, ..
+            } => {
+                let piece = Chunk::decode(&chunk, UPDATE_CHUNK_BYTES + chunk::CHUNK_OVERHEAD)
+                    .map_err(|e| LearnError::Malformed(e.to_string()))?;
+                let Some(bytes) = self
+                    .reassembler
+                    .insert(from.clone(), piece)
+                    .map_err(|e| LearnError::Malformed(e.to_string()))?
+                else {
+                    return Ok(());
+                };
+                let update = SignedUpdate::decode(&bytes, MAX_UPDATE_BYTES)
+                    .map_err(|e| LearnError::Malformed(e.to_string()))?;
+                if update.header.campaign.0 != campaign {
+                    return Err(LearnError::Malformed(
+                        "chunk and update name different campaigns".into(),
+                    ));
+                }
+                self.offer(update, now, fx, true)
+            }
+            LearnMessage::Evidence {
+                campaign, evidence, ..
+            } => {
+                let evidence: Evidence = postcard::from_bytes(&evidence)
+                    .map_err(|e| LearnError::Malformed(e.to_string()))?;
+                let Some(run) = self.runs.get_mut(&CampaignId(campaign)) else {
+                    return Ok(());
+                };
+                if evidence.first.header.round != run.round {
+                    return Ok(());
+                }
+                run.collector
+                    .offer_evidence(evidence)
+                    .map_err(|r| LearnError::Rejected(r.to_string()))?;
+                run.evidence.insert(evidence.author(), evidence);
+                self.maybe_close(CampaignId(campaign), now, fx);
+                Ok(())
+            }
+        }
+    }
+
+    /// Offers a whole update (from a peer, or submitted over HTTP).
+    /// With `keep_unknown`, an update for a campaign not yet known is kept
+    /// (bounded) until its declaration arrives.
+    pub(super) fn offer(
+        &mut self,
+        update: SignedUpdate,
+        now: Millis,
+        fx: &mut Effects,
+        keep_unknown: bool,
+    ) -> Result<(), LearnError> {
+        let id = update.header.campaign;
+        let Some(run) = self.runs.get_mut(&id) else {
+            if keep_unknown && !self.observed.contains_key(&id) {
+                if self.unknown.len() >= MAX_UNKNOWN_UPDATES {
+                    self.unknown.remove(0);
+                }
+                if !self
+                    .unknown
+                    .iter()
+                    .any(|u| u.signed_header() == update.signed_header())
+                {
+                    self.unknown.push(update);
+                }
+                return Ok(());
+            }
+            return Err(LearnError::UnknownCampaign(id.to_string()));
+        };
+        let round = update.header.round;
+        if !run.completed && round == run.round + 1 {
+            // A faster peer is already in the next round: keep its update
+            // (one per author) until we get there.
+            if run.early.len() < run.keys.len() * 2
+                && !run
+                    .early
+                    .iter()
+                    .any(|u| u.signed_header() == update.signed_header())
+            {
+                run.early.push(update);
+            }
+            return Ok(());
+        }
+        if run.completed || round != run.round {
+            run.count(&Rejection::WrongRound {
+                expected: run.round,
+                got: round,
+            });
+            return Err(LearnError::Rejected(format!(
+                "update for round {round}, this node is at round {}{}",
+                run.round,
+                if run.completed { " (completed)" } else { "" }
+            )));
+        }
+        match run.collector.offer(update) {
+            Ok(_) => {
+                self.maybe_close(id, now, fx);
+                Ok(())
+            }
+            Err(rejection) => {
+                run.count(&rejection);
+                if rejection == Rejection::Equivocation
+                    && let Some(evidence) = run.collector.evidence().last().copied()
+                {
+                    run.evidence.insert(evidence.author(), evidence);
+                    let bytes = postcard::to_stdvec(&evidence).unwrap_or_default();
+                    for node in run.keys.values() {
+                        fx.sends.push((
+                            node.clone(),
+                            LearnMessage::Evidence {
+                                campaign: id.0,
+                                round: run.round,
+                                evidence: bytes.clone(),
+                            },
+                        ));
+                    }
+                    self.maybe_close(id, now, fx);
+                }
+                Err(LearnError::Rejected(rejection.to_string()))
+            }
+        }
+    }
+
+    /// A peer connected: resend our update for the current round of every
+    /// campaign it takes part in (it may have missed it).
+    pub(super) fn on_peer_connected(&mut self, peer: &NodeId, fx: &mut Effects) {
+        let me = self.me;
+        for run in self.runs.values() {
+            if !run.completed && run.keys.values().any(|n| n == peer) {
+                fx.sends.extend(run.send_own(&me, Some(peer)));
+            }
+        }
+    }
+
+    /// Closes rounds whose deadline passed.
+    pub(super) fn on_tick(&mut self, now: Millis, fx: &mut Effects) {
+        let ids: Vec<CampaignId> = self.runs.keys().copied().collect();
+        for id in ids {
+            self.maybe_close(id, now, fx);
+        }
+    }
+
+    fn maybe_close(&mut self, id: CampaignId, now: Millis, fx: &mut Effects) {
+        let me = self.me;
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        loop {
+            if run.completed {
+                return;
+            }
+            let deadline = run.round_started + (run.spec.round_deadline_s * 1000.0) as Millis;
+            let complete = run.collector.is_complete();
+            if !complete && now < deadline {
+                return;
+            }
+            run.close(complete, now, &me, fx);
+            if run.completed {
+                return;
+            }
+            // Updates that arrived early may complete the new round at once.
+            let early = std::mem::take(&mut run.early);
+            for update in early {
+                if update.header.round == run.round
+                    && let Err(rejection) = run.collector.offer(update)
+                {
+                    run.count(&rejection);
+                }
+            }
+        }
+    }
+
+    pub(super) fn views(&self) -> Vec<CampaignView> {
+        let mut views: Vec<CampaignView> = self.runs.values().map(Run::view).collect();
+        views.extend(self.observed.iter().map(|(id, spec)| CampaignView {
+            id: id.to_string(),
+            state: CampaignState::Observing,
+            current_round: 0,
+            total_rounds: spec.rounds + 1,
+            spec: spec.clone(),
+            rounds: Vec::new(),
+            rejections: BTreeMap::new(),
+            equivocators: Vec::new(),
+            model_hash: None,
+        }));
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        views
+    }
+
+    pub(super) fn view(&self, id: &str) -> Result<CampaignView, LearnError> {
+        self.views()
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| LearnError::UnknownCampaign(id.to_string()))
+    }
+
+    pub(super) fn knows(&self, id: &CampaignId) -> bool {
+        self.runs.contains_key(id) || self.observed.contains_key(id)
+    }
+}
+
+impl Run {
+    fn job(&self) -> TrainJob {
+        let kind = match &self.moments {
+            None => TrainKind::Moments,
+            Some(moments) => TrainKind::Update {
+                base: self.global.clone(),
+                moments: moments.clone(),
+                local_epochs: self.spec.local_epochs,
+                seed: self.spec.seed ^ u64::from(self.round).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            },
+        };
+        TrainJob {
+            campaign: self.id,
+            round: self.round,
+            model: self.spec.model.clone(),
+            kind,
+        }
+    }
+
+    fn count(&mut self, rejection: &Rejection) {
+        let name = match rejection {
+            Rejection::NotParticipant => "not_participant",
+            Rejection::WrongCampaign => "wrong_campaign",
+            Rejection::WrongRound { .. } => "wrong_round",
+            Rejection::WrongBase => "wrong_base",
+            Rejection::WrongShape { .. } => "wrong_shape",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::WeightsMismatch => "weights_mismatch",
+            Rejection::Excluded => "excluded",
+            Rejection::Duplicate => "duplicate",
+            Rejection::Equivocation => "equivocation",
+            Rejection::NonFinite => "non_finite",
+            Rejection::NormTooLarge { .. } => "norm_too_large",
+            Rejection::NotEquivocation => "not_equivocation",
+        };
+        *self.rejections.entry(name.to_string()).or_default() += 1;
+    }
+
+    /// Our update for the current round, in chunks, for every other
+    /// participant (or only `to`).
+    fn send_own(&self, me: &AuthorKey, to: Option<&NodeId>) -> Vec<(NodeId, LearnMessage)> {
+        let Some(update) = &self.own_update else {
+            return Vec::new();
+        };
+        let pieces = match chunk::split(&update.encode(), UPDATE_CHUNK_BYTES) {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::error!(campaign = %self.id, %error, "cannot chunk the local update");
+                return Vec::new();
+            }
+        };
+        let mut sends = Vec::new();
+        for (key, node) in &self.keys {
+            if key == me || to.is_some_and(|t| t != node) {
+                continue;
+            }
+            for piece in &pieces {
+                sends.push((
+                    node.clone(),
+                    LearnMessage::UpdateChunk {
+                        campaign: self.id.0,
+                        round: self.round,
+                        chunk: piece.encode(),
+                    },
+                ));
+            }
+        }
+        sends
+    }
+
+    fn close(&mut self, complete: bool, now: Millis, me: &AuthorKey, fx: &mut Effects) {
+        // Moments are averaged (exact pooled moments) under FedAvg and taken
+        // coordinate-wise median under any robust rule: Multi-Krum and
+        // trimmed means need more updates than a small consortium may have.
+        let rule = match (self.round, self.spec.aggregation) {
+            (0, Rule::FedAvg) => Rule::FedAvg,
+            (0, _) => Rule::Median,
+            (_, rule) => rule,
+        };
+        let outcome = self.collector.aggregate(rule);
+        let mut record = RoundRecord {
+            round: self.round,
+            accepted: self.collector.accepted().count(),
+            missing: self.collector.missing().len(),
+            excluded: self.evidence.len(),
+            accepted_digest: self.collector.accepted_digest().to_string(),
+            model_hash: String::new(),
+            closed_by: if complete { "complete" } else { "deadline" }.into(),
+            duration_ms: now.saturating_sub(self.round_started),
+            error: None,
+        };
+        match outcome {
+            Ok(outcome) => {
+                record.model_hash = outcome.model_hash.to_string();
+                if self.round == 0 {
+                    self.moments = Some(Arc::from(outcome.model));
+                    self.global = Arc::from(mc_learn_core::init::init_weights(
+                        &self.spec.model,
+                        self.spec.seed,
+                    ));
+                } else {
+                    self.global = Arc::from(outcome.model);
+                }
+            }
+            Err(error) => {
+                // Nothing usable (e.g. no update arrived): keep the model.
+                record.error = Some(error.to_string());
+                record.model_hash = model_hash(&self.global).to_string();
+                if self.round == 0 {
+                    // Without moments no model round can run; try again.
+                    tracing::warn!(campaign = %self.id, %error, "moments round produced nothing; repeating it");
+                }
+            }
+        }
+        tracing::info!(campaign = %self.id, round = self.round, accepted = record.accepted, missing = record.missing, closed_by = %record.closed_by, "round closed");
+        fx.writes.push((
+            format!(
+                "{CAMPAIGN_PREFIX}{}/rounds/{:06}/{}",
+                self.id,
+                self.round,
+                hex::encode(&me[..8])
+            ),
+            serde_json::json!({
+                "accepted": record.accepted,
+                "accepted_digest": record.accepted_digest,
+                "model_hash": record.model_hash,
+            }),
+        ));
+        self.history.push(record);
+        if self.moments.is_some() {
+            if self.round >= self.spec.rounds {
+                self.completed = true;
+                fx.finished.push(FinishedModel {
+                    campaign: self.id,
+                    model: self.spec.model.clone(),
+                    moments: self.moments.as_deref().unwrap_or_default().to_vec(),
+                    weights: self.global.to_vec(),
+                    model_hash: model_hash(&self.global).to_string(),
+                });
+                return;
+            }
+            self.round += 1;
+        }
+        self.round_started = now;
+        self.own_update = None;
+        let base = if self.round == 0 {
+            Arc::from(Vec::new())
+        } else {
+            self.global.clone()
+        };
+        match Collector::new(round_config(
+            self.id, &self.spec, &self.keys, self.round, &base,
+        )) {
+            Ok(c) => self.collector = c,
+            Err(error) => {
+                tracing::error!(campaign = %self.id, %error, "cannot open the next round");
+                self.completed = true;
+                return;
+            }
+        }
+        fx.jobs.push(self.job());
+    }
+
+    fn view(&self) -> CampaignView {
+        CampaignView {
+            id: self.id.to_string(),
+            state: if self.completed {
+                CampaignState::Completed
+            } else {
+                CampaignState::Running
+            },
+            current_round: self.round,
+            total_rounds: self.spec.rounds + 1,
+            spec: self.spec.clone(),
+            rounds: self.history.clone(),
+            rejections: self.rejections.clone(),
+            equivocators: self.evidence.keys().map(hex::encode).collect(),
+            model_hash: (!self.global.is_empty()).then(|| model_hash(&self.global).to_string()),
+        }
+    }
+}
+
+fn round_config(
+    id: CampaignId,
+    spec: &CampaignSpec,
+    keys: &BTreeMap<AuthorKey, NodeId>,
+    round: u32,
+    base: &Arc<[f32]>,
+) -> RoundConfig {
+    let features = spec.model.features.len();
+    let (num_params, norm_bound) = if round == 0 {
+        ((2 * features + 2) as u32, NormBound::Unbounded)
+    } else {
+        (
+            spec.model.num_params() as u32,
+            NormBound::Delta {
+                base: base.clone(),
+                max: spec.max_update_norm,
+            },
+        )
+    };
+    RoundConfig {
+        campaign: id,
+        round,
+        base_hash: model_hash(base),
+        num_params,
+        participants: keys.keys().copied().collect(),
+        norm_bound,
+    }
+}
+
+/// Parses a 64-hex-character ed25519 verifying key.
+pub fn parse_key(hex_key: &str) -> Result<AuthorKey, String> {
+    let bytes = hex::decode(hex_key).map_err(|e| format!("key {hex_key:?} is not hex: {e}"))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("key {hex_key:?} is not 32 bytes"))
+}
+
+/// Parses a campaign id in hex.
+pub fn parse_campaign_id(text: &str) -> Option<CampaignId> {
+    let bytes = hex::decode(text).ok()?;
+    Some(CampaignId(bytes.try_into().ok()?))
+}
+
+/// The digest type, re-exported for drivers that show it.
+pub type ModelDigest = Digest;
