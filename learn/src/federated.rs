@@ -26,3 +26,49 @@ pub fn local_update(
     let report = model.train(data, &TrainConfig { epochs, ..*cfg })?;
     Ok((model.flat_weights(), report.samples))
 }
+
+/// The moments vector of round 0: per feature the mean, per feature the
+/// mean square, then the target's mean and mean square.
+pub fn moments_vector(data: &Dataset) -> Vec<f32> {
+    let f = data.n_features();
+    let n = data.len().max(1) as f64;
+    let mut sums = vec![0.0f64; f + 1];
+    let mut squares = vec![0.0f64; f + 1];
+    for i in 0..data.len() {
+        for (j, &v) in data
+            .row(i)
+            .iter()
+            .chain(std::iter::once(&data.y[i]))
+            .enumerate()
+        {
+            sums[j] += f64::from(v);
+            squares[j] += f64::from(v) * f64::from(v);
+        }
+    }
+    let mut out = Vec::with_capacity(2 * f + 2);
+    out.extend(sums[..f].iter().map(|s| (s / n) as f32));
+    out.extend(squares[..f].iter().map(|s| (s / n) as f32));
+    out.push((sums[f] / n) as f32);
+    out.push((squares[f] / n) as f32);
+    out
+}
+
+/// The normaliser pooled moments describe.
+pub fn normaliser_from_moments(
+    schema: &ModelSchema,
+    moments: &[f32],
+) -> Result<Normaliser, String> {
+    let f = schema.features.len();
+    if moments.len() != 2 * f + 2 {
+        return Err(format!(
+            "moments have {} values, the schema needs {}",
+            moments.len(),
+            2 * f + 2
+        ));
+    }
+    let mut sums: Vec<f64> = moments[..f].iter().map(|&v| f64::from(v)).collect();
+    let mut squares: Vec<f64> = moments[f..2 * f].iter().map(|&v| f64::from(v)).collect();
+    sums.push(f64::from(moments[2 * f]));
+    squares.push(f64::from(moments[2 * f + 1]));
+    Normaliser::from_moments(schema.task, 1, &sums, &squares).map_err(|e| e.to_string())
+}
