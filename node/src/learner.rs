@@ -703,6 +703,12 @@ impl LearnService {
                 job.model.name
             ));
         }
+        // Campaigns train on the same first 80 % that custom training uses,
+        // so the last 20 % stays held out for performance figures.
+        let (data, _) = data.split_time(custom::DEFAULT_TRAIN_FRACTION);
+        if data.is_empty() {
+            return Err(format!("too few rows for model {:?}", job.model.name));
+        }
         match &job.kind {
             TrainKind::Moments => Ok((moments_vector(&data), data.len() as u64)),
             TrainKind::Update {
