@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 async fn one_node() -> Result<Cluster> {
     let opts = ClusterOptions::new(1).node_bin(env!("CARGO_BIN_EXE_mc-node"));
-    Ok(Cluster::start(opts).await?)
+    Cluster::start(opts).await
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Result<(u16, Value)> {
