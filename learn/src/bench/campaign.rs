@@ -1,0 +1,434 @@
+//! A federated campaign run in one process, step for step as the node runs
+//! it (`node/src/core/learning.rs` and `LearnService::run_job`):
+//!
+//! 1. **Round 0, moments.** Every participant signs
+//!    [`federated::moments_vector`] of its training rows (its sample count
+//!    is its row count) and offers it to the round's [`Collector`] (no norm
+//!    bound); the round aggregates with FedAvg when the campaign's rule is
+//!    FedAvg (the exact pooled moments) and with the coordinate-wise median
+//!    under any robust rule. [`federated::normaliser_from_moments`] turns
+//!    the result into everyone's normaliser.
+//! 2. **Rounds 1..=R, model.** The model starts at
+//!    [`init_weights`]`(schema, seed)`. Every round each participant runs
+//!    [`federated::local_update`] from the global model (`local_epochs`
+//!    epochs, batch and learning rate of the campaign, minibatch seed
+//!    `seed ^ round · 0x9E37_79B9_7F4A_7C15` like the node's), a Byzantine
+//!    one then corrupts its weights ([`Attack`]), and each signs with its own
+//!    ed25519 key. The updates are offered to a [`Collector`] whose norm
+//!    bound is `‖w − base‖₂ ≤ max_update_norm`, and
+//!    [`Collector::aggregate`] with the campaign's rule gives the next global
+//!    model.
+//!
+//! One collector stands for every node: nodes that accept the same set hold
+//! byte-identical models, which is what [`OfferOrder`] lets a test check.
+//!
+//! Local training of the participants is independent within a round and
+//! runs on `jobs` threads; every result is the same whatever the thread
+//! count (each participant's training is deterministic on the CPU), and the
+//! updates are offered in the chosen order after all are trained.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mc_learn_core::aggregate::Rule;
+use mc_learn_core::ed25519_dalek::SigningKey;
+use mc_learn_core::init::init_weights;
+use mc_learn_core::round::{Collector, Config as RoundConfig, NormBound, Rejection};
+use mc_learn_core::{AuthorKey, CampaignId, ModelSchema, model_hash, update};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
+use serde::{Deserialize, Serialize};
+
+use super::{BenchError, data::Org};
+use crate::{ModelError, Normaliser, TrainConfig, federated};
+
+/// Mixes the round number into the campaign seed for local shuffling, as
+/// the node does (`Run::job`).
+const ROUND_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The key under which [`Run::rejections`] counts participants whose local
+/// training failed (they sit the round out, as on the node).
+pub const TRAINING_FAILED: &str = "local_training_failed";
+
+/// What a campaign is run with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Model rounds after the moments round.
+    pub rounds: u32,
+    /// Local epochs per round.
+    pub local_epochs: u32,
+    /// Local training: batch size, learning rate, weight decay and device
+    /// (its `epochs` and `seed` are replaced per round).
+    pub train: TrainConfig,
+    /// The aggregation rule of the model rounds.
+    pub rule: Rule,
+    /// Bound on `‖update − base‖₂` in the model rounds.
+    pub max_update_norm: f64,
+    /// The campaign seed: initial weights, local shuffling and the
+    /// participants' keys.
+    pub seed: u64,
+    /// Order in which each round's updates reach the collector.
+    pub offer_order: OfferOrder,
+    /// Threads for the participants' local training.
+    pub jobs: usize,
+}
+
+/// The order in which a round's updates are offered to its collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferOrder {
+    /// Participant index order.
+    Forward,
+    /// Reverse index order.
+    Reverse,
+    /// A permutation drawn per round from this seed.
+    Shuffled(u64),
+}
+
+/// How a Byzantine participant corrupts the weights `w` it trained
+/// honestly from the round's base `b` (before signing them with its own,
+/// valid key).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Attack {
+    /// `w' = b − s·(w − b)`: its update points against its honest one,
+    /// `s` times as far.
+    SignFlip {
+        /// `s`.
+        scale: f32,
+    },
+    /// `w' = b + k·(w − b)`: its honest update, `k` times as far.
+    Scale {
+        /// `k`.
+        factor: f32,
+    },
+}
+
+impl Attack {
+    /// The corrupted weights.
+    pub fn apply(&self, base: &[f32], honest: &[f32]) -> Vec<f32> {
+        let k = match *self {
+            Attack::SignFlip { scale } => -scale,
+            Attack::Scale { factor } => factor,
+        };
+        base.iter()
+            .zip(honest)
+            .map(|(&b, &w)| b + k * (w - b))
+            .collect()
+    }
+
+    /// A short label for tables.
+    pub fn label(&self) -> String {
+        match *self {
+            Attack::SignFlip { scale } => format!("sign-flip ×{scale}"),
+            Attack::Scale { factor } => format!("scaled ×{factor}"),
+        }
+    }
+}
+
+/// What one model round did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RoundStats {
+    /// The round (1-based; 0 is the moments round).
+    pub round: u32,
+    /// Updates accepted.
+    pub accepted: usize,
+    /// Updates refused.
+    pub rejected: usize,
+    /// Wall time of the participants' local training, all of them, ms.
+    pub train_ms: f64,
+    /// Wall time of offering every update to the collector (signature,
+    /// hash, membership and norm checks), ms.
+    pub verify_ms: f64,
+    /// Wall time of [`Collector::aggregate`], ms.
+    pub aggregate_ms: f64,
+}
+
+/// The outcome of a campaign.
+#[derive(Debug)]
+pub struct Run {
+    /// The normaliser pooled in round 0.
+    pub normaliser: Normaliser,
+    /// The final global weights.
+    pub weights: Vec<f32>,
+    /// [`model_hash`] of `weights`, hex.
+    pub model_hash: String,
+    /// One entry per model round.
+    pub rounds: Vec<RoundStats>,
+    /// Updates refused, by reason, over all rounds (moments included), and
+    /// failed local steps under [`TRAINING_FAILED`].
+    pub rejections: BTreeMap<String, u64>,
+    /// Corrupted updates offered, over all rounds.
+    pub byzantine_offered: u64,
+    /// Corrupted updates accepted, over all rounds.
+    pub byzantine_accepted: u64,
+}
+
+/// Runs a campaign over `orgs` (training rows only); the participants at
+/// `byzantine` corrupt their model updates with `attack`. `progress` hears
+/// one line per round.
+pub fn run(
+    schema: &ModelSchema,
+    orgs: &[Org],
+    settings: &Settings,
+    attack: Option<(Attack, &[usize])>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Run, BenchError> {
+    if orgs.is_empty() {
+        return Err(BenchError::NoOrgs);
+    }
+    let keys = participant_keys(orgs.len(), settings.seed);
+    let participants: BTreeSet<AuthorKey> =
+        keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
+    let campaign = CampaignId::from_name(&format!("mc-learn-bench/{}/{}", schema.name, settings.seed));
+    let mut order_rng = match settings.offer_order {
+        OfferOrder::Shuffled(seed) => Some(ChaCha8Rng::seed_from_u64(seed)),
+        _ => None,
+    };
+    let mut offer_order = || -> Vec<usize> {
+        let mut order: Vec<usize> = (0..orgs.len()).collect();
+        match (&settings.offer_order, order_rng.as_mut()) {
+            (OfferOrder::Reverse, _) => order.reverse(),
+            (OfferOrder::Shuffled(_), Some(rng)) => order.shuffle(rng),
+            _ => {}
+        }
+        order
+    };
+    let mut rejections = BTreeMap::new();
+
+    // Round 0: moments, signed and collected like any update.
+    let empty: Arc<[f32]> = Arc::from(Vec::new());
+    let mut collector = Collector::new(RoundConfig {
+        campaign,
+        round: 0,
+        base_hash: model_hash(&empty),
+        num_params: (2 * schema.features.len() + 2) as u32,
+        participants: participants.clone(),
+        norm_bound: NormBound::Unbounded,
+    })?;
+    let moments_rule = match settings.rule {
+        Rule::FedAvg => Rule::FedAvg,
+        _ => Rule::Median,
+    };
+    for i in offer_order() {
+        let moments = federated::moments_vector(&orgs[i].train);
+        let signed = update::sign(
+            &keys[i],
+            campaign,
+            0,
+            model_hash(&empty),
+            orgs[i].train.len() as u64,
+            moments,
+        )?;
+        if let Err(rejection) = collector.offer(signed) {
+            count(&mut rejections, &rejection);
+        }
+    }
+    let moments = collector.aggregate(moments_rule)?.model;
+    let normaliser =
+        federated::normaliser_from_moments(schema, &moments).map_err(BenchError::Moments)?;
+
+    let mut global: Arc<[f32]> = Arc::from(init_weights(schema, settings.seed));
+    let mut rounds = Vec::with_capacity(settings.rounds as usize);
+    let (mut byzantine_offered, mut byzantine_accepted) = (0, 0);
+    for round in 1..=settings.rounds {
+        let cfg = TrainConfig {
+            epochs: settings.local_epochs as usize,
+            seed: settings.seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX),
+            ..settings.train
+        };
+        // A measurement reported to people, not an input to any decision.
+        let started = Instant::now();
+        let trained = train_all(schema, &normaliser, &global, orgs, &cfg, settings.jobs);
+        let train_ms = ms_since(started);
+        let base_hash = model_hash(&global);
+        let mut updates = Vec::with_capacity(orgs.len());
+        for (i, result) in trained.into_iter().enumerate() {
+            // The node logs a failed local step and sits the round out.
+            let Ok((weights, samples)) = result else {
+                *rejections.entry(TRAINING_FAILED.to_owned()).or_default() += 1;
+                updates.push(None);
+                continue;
+            };
+            let corrupt = attack.filter(|(_, who)| who.contains(&i));
+            let weights = match corrupt {
+                Some((attack, _)) => attack.apply(&global, &weights),
+                None => weights,
+            };
+            let signed = update::sign(&keys[i], campaign, round, base_hash, samples, weights)?;
+            updates.push(Some((signed, corrupt.is_some())));
+        }
+        let mut collector = Collector::new(RoundConfig {
+            campaign,
+            round,
+            base_hash,
+            num_params: schema.num_params() as u32,
+            participants: participants.clone(),
+            norm_bound: NormBound::Delta {
+                base: global.clone(),
+                max: settings.max_update_norm,
+            },
+        })?;
+        let mut slots = updates;
+        let (mut accepted, mut rejected) = (0, 0);
+        let started = Instant::now();
+        for i in offer_order() {
+            let Some((signed, corrupt)) = slots[i].take() else {
+                continue;
+            };
+            byzantine_offered += u64::from(corrupt);
+            match collector.offer(signed) {
+                Ok(_) => {
+                    accepted += 1;
+                    byzantine_accepted += u64::from(corrupt);
+                }
+                Err(rejection) => {
+                    rejected += 1;
+                    count(&mut rejections, &rejection);
+                }
+            }
+        }
+        let verify_ms = ms_since(started);
+        let started = Instant::now();
+        let outcome = collector.aggregate(settings.rule);
+        let aggregate_ms = ms_since(started);
+        match outcome {
+            Ok(outcome) => global = Arc::from(outcome.model),
+            // Nothing accepted: the node keeps the model, and so do we.
+            Err(mc_learn_core::aggregate::AggregateError::NoUpdates) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let stats = RoundStats {
+            round,
+            accepted,
+            rejected,
+            train_ms,
+            verify_ms,
+            aggregate_ms,
+        };
+        progress(&format!(
+            "  round {round}/{}: {accepted} accepted, {rejected} refused; train {:.0} ms, verify {:.2} ms, aggregate {:.2} ms",
+            settings.rounds, stats.train_ms, stats.verify_ms, stats.aggregate_ms
+        ));
+        rounds.push(stats);
+    }
+    Ok(Run {
+        normaliser,
+        model_hash: model_hash(&global).to_string(),
+        weights: global.to_vec(),
+        rounds,
+        rejections,
+        byzantine_offered,
+        byzantine_accepted,
+    })
+}
+
+/// Every participant's local update of one round, in participant order.
+fn train_all(
+    schema: &ModelSchema,
+    normaliser: &Normaliser,
+    global: &[f32],
+    orgs: &[Org],
+    cfg: &TrainConfig,
+    jobs: usize,
+) -> Vec<Result<(Vec<f32>, u64), ModelError>> {
+    let train = |org: &Org| {
+        federated::local_update(schema, normaliser, global, &org.train, cfg.epochs, cfg)
+    };
+    let jobs = jobs.clamp(1, orgs.len().max(1));
+    if jobs == 1 {
+        return orgs.iter().map(train).collect();
+    }
+    // Participant i goes to worker i mod jobs; results are put back in
+    // participant order, so the thread count changes nothing but speed.
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|w| {
+                let train = &train;
+                scope.spawn(move || {
+                    (w..orgs.len())
+                        .step_by(jobs)
+                        .map(|i| (i, train(&orgs[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a training thread panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut out: Vec<Option<Result<(Vec<f32>, u64), ModelError>>> =
+        (0..orgs.len()).map(|_| None).collect();
+    for (i, result) in results {
+        out[i] = Some(result);
+    }
+    out.into_iter()
+        .map(|r| r.expect("every participant was trained by one worker"))
+        .collect()
+}
+
+/// One ed25519 key per participant, drawn from the campaign seed.
+pub fn participant_keys(n: usize, seed: u64) -> Vec<SigningKey> {
+    // A stream apart from the one that draws the initial weights.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6B65_7973);
+    (0..n)
+        .map(|_| {
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            SigningKey::from_bytes(&secret)
+        })
+        .collect()
+}
+
+fn count(rejections: &mut BTreeMap<String, u64>, rejection: &Rejection) {
+    let name = match rejection {
+        Rejection::NotParticipant => "not_participant",
+        Rejection::WrongCampaign => "wrong_campaign",
+        Rejection::WrongRound { .. } => "wrong_round",
+        Rejection::WrongBase => "wrong_base",
+        Rejection::WrongShape { .. } => "wrong_shape",
+        Rejection::BadSignature => "bad_signature",
+        Rejection::WeightsMismatch => "weights_mismatch",
+        Rejection::Excluded => "excluded",
+        Rejection::Duplicate => "duplicate",
+        Rejection::Equivocation => "equivocation",
+        Rejection::NonFinite => "non_finite",
+        Rejection::NormTooLarge { .. } => "norm_too_large",
+        Rejection::NotEquivocation => "not_equivocation",
+    };
+    *rejections.entry(name.to_owned()).or_default() += 1;
+}
+
+fn ms_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attacks_move_the_update_as_documented() {
+        let base = [1.0, 2.0];
+        let honest = [2.0, 1.0];
+        assert_eq!(
+            Attack::SignFlip { scale: 4.0 }.apply(&base, &honest),
+            vec![-3.0, 6.0]
+        );
+        assert_eq!(
+            Attack::Scale { factor: 10.0 }.apply(&base, &honest),
+            vec![11.0, -8.0]
+        );
+    }
+
+    #[test]
+    fn keys_are_seeded_and_distinct() {
+        let a = participant_keys(3, 1);
+        let b = participant_keys(3, 1);
+        assert_eq!(a[2].to_bytes(), b[2].to_bytes());
+        assert_ne!(a[0].to_bytes(), a[1].to_bytes());
+        assert_ne!(a[0].to_bytes(), participant_keys(3, 2)[0].to_bytes());
+    }
+}

@@ -1,0 +1,572 @@
+//! `mc-learn bench federated`: does federated learning pay off on
+//! non-IID operations data, and does it survive Byzantine participants?
+//!
+//! # What it measures
+//!
+//! A consortium of synthetic organisations ([`data::consortium`]: the
+//! `mc_learn_core::synth` generator, small, medium and large members with
+//! different load, provisioning and workload) each split their rows by
+//! time, the earliest 80 % to train and the latest 20 % held out. One model
+//! schema (by default the built-in `latency` model) is trained four ways and
+//! scored on every organisation's held-out rows:
+//!
+//! 1. **local-only** ([`baseline::local_only`]): each organisation alone,
+//!    as custom training does it (own normaliser, the default
+//!    [`TrainConfig`]) but without the 1,000-row floor;
+//! 2. **central** ([`baseline::central`]): one model on all training rows
+//!    pooled, the upper bound federation aims at;
+//! 3. **federated** ([`campaign::run`]): the campaign the node runs, in one
+//!    process: signed moments round, pooled normaliser, seeded initial
+//!    weights, then rounds of local updates signed with each participant's
+//!    ed25519 key, verified by a round [`Collector`](mc_learn_core::round::Collector)
+//!    and aggregated with the campaign's rule; the verify and aggregate
+//!    times of every round are recorded;
+//! 4. **Byzantine**: the same campaign with a fraction of the participants
+//!    corrupting their updates ([`campaign::Attack`]: sign-flip and 10×
+//!    scaling), under FedAvg, median, trimmed mean and Multi-Krum, scored on
+//!    the honest organisations against the clean run with the same rule.
+//!
+//! [`targets::check`] turns the figures into the acceptance criteria of the
+//! federated-learning issue; [`render`] prints them as a table.
+//!
+//! # Determinism
+//!
+//! Everything random is drawn from `Options::seed`. On the CPU the same
+//! options give the same figures (wall times aside), whatever `jobs` is and
+//! whatever the order in which updates reach the collector.
+//!
+//! # Layout
+//!
+//! - [`data`]: the organisations and their time split; who is Byzantine.
+//! - [`baseline`]: local-only and central models, and [`baseline::Score`].
+//! - [`campaign`]: the in-process campaign, its [`campaign::Settings`],
+//!   attacks and per-round figures.
+//! - [`targets`]: the acceptance checks.
+//! - [`render`]: the text report.
+
+pub mod baseline;
+pub mod campaign;
+pub mod data;
+pub mod render;
+pub mod targets;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use mc_learn_core::aggregate::{AggregateError, Rule};
+use mc_learn_core::round::ConfigError;
+use mc_learn_core::synth::SynthError;
+use mc_learn_core::table::SelectError;
+use mc_learn_core::update::UpdateError;
+use mc_learn_core::{ModelSchema, schema};
+use serde::Serialize;
+use tch::Device;
+
+use crate::custom::CustomError;
+use crate::{Model, ModelError, TrainConfig};
+use baseline::Score;
+use campaign::{Attack, OfferOrder, RoundStats};
+use data::Org;
+
+/// The node's local batch size for campaigns (`node/src/learner.rs`).
+pub const CAMPAIGN_BATCH: usize = 64;
+/// The node's local learning rate for campaigns (`node/src/learner.rs`).
+pub const CAMPAIGN_LR: f64 = 2e-3;
+/// The node's default bound on `‖update − base‖₂`.
+pub const DEFAULT_MAX_UPDATE_NORM: f64 = 1_000.0;
+
+/// Settings of [`federated`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Options {
+    /// A built-in model (`latency`, `error_rate`, `memory`).
+    pub model: String,
+    /// Organisations in the consortium.
+    pub orgs: usize,
+    /// Seeds the data, the keys, the initial weights and all training.
+    pub seed: u64,
+    /// Keep only each organisation's earliest rows (quick runs).
+    pub max_rows: Option<usize>,
+    /// Fraction of each organisation's rows, the earliest, used to train.
+    pub train_fraction: f64,
+    /// Federated model rounds (after the moments round).
+    pub rounds: u32,
+    /// Local epochs per federated round.
+    pub local_epochs: u32,
+    /// Local batch size in federated rounds.
+    pub batch_size: usize,
+    /// Local learning rate in federated rounds.
+    pub learning_rate: f64,
+    /// Epochs of the local-only and central models.
+    pub baseline_epochs: usize,
+    /// Aggregation rule of the federated run.
+    pub rule: Rule,
+    /// Bound on `‖update − base‖₂`.
+    pub max_update_norm: f64,
+    /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
+    pub byzantine_fraction: f64,
+    /// `s` of the sign-flip attack, `w' = b − s·(w − b)`.
+    pub flip_scale: f32,
+    /// `k` of the scaling attack, `w' = b + k·(w − b)`.
+    pub scale_factor: f32,
+    /// Order of the updates offered to each round's collector.
+    pub offer_order: OfferOrder,
+    /// Threads for the participants' local training.
+    pub jobs: usize,
+    /// Where models train.
+    #[serde(serialize_with = "debug_string")]
+    pub device: Device,
+}
+
+impl Default for Options {
+    /// The figures of the issue: 20 organisations, seed 1, 30 rounds of 2
+    /// local epochs with the node's campaign batch and learning rate,
+    /// FedAvg, 20 % Byzantine (sign-flip ×4, scaling ×10).
+    fn default() -> Self {
+        Self {
+            model: "latency".into(),
+            orgs: 20,
+            seed: 1,
+            max_rows: None,
+            train_fraction: crate::custom::DEFAULT_TRAIN_FRACTION,
+            rounds: 30,
+            local_epochs: 2,
+            batch_size: CAMPAIGN_BATCH,
+            learning_rate: CAMPAIGN_LR,
+            baseline_epochs: TrainConfig::default().epochs,
+            rule: Rule::FedAvg,
+            max_update_norm: DEFAULT_MAX_UPDATE_NORM,
+            byzantine_fraction: 0.2,
+            flip_scale: 4.0,
+            scale_factor: 10.0,
+            offer_order: OfferOrder::Forward,
+            jobs: 1,
+            device: crate::default_device(),
+        }
+    }
+}
+
+impl Options {
+    /// The two attacks of the Byzantine runs.
+    pub fn attacks(&self) -> [Attack; 2] {
+        [
+            Attack::SignFlip {
+                scale: self.flip_scale,
+            },
+            Attack::Scale {
+                factor: self.scale_factor,
+            },
+        ]
+    }
+
+    /// The rules of the Byzantine runs, for `byzantine` attackers among
+    /// `orgs`: FedAvg, median, trimmed mean dropping 20 % at each side,
+    /// and Multi-Krum tolerating `f = byzantine` and averaging the
+    /// `n − byzantine` best.
+    pub fn byzantine_rules(&self, byzantine: usize) -> Vec<Rule> {
+        vec![
+            Rule::FedAvg,
+            Rule::Median,
+            Rule::TrimmedMean { trim: 0.2 },
+            Rule::MultiKrum {
+                f: byzantine,
+                m: self.orgs.saturating_sub(byzantine).max(1),
+            },
+        ]
+    }
+
+    fn campaign(&self, rule: Rule) -> campaign::Settings {
+        campaign::Settings {
+            rounds: self.rounds,
+            local_epochs: self.local_epochs,
+            train: TrainConfig {
+                batch_size: self.batch_size,
+                learning_rate: self.learning_rate,
+                device: self.device,
+                ..TrainConfig::default()
+            },
+            rule,
+            max_update_norm: self.max_update_norm,
+            seed: self.seed,
+            offer_order: self.offer_order,
+            jobs: self.jobs,
+        }
+    }
+
+    fn baseline(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.baseline_epochs,
+            seed: self.seed,
+            device: self.device,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+fn debug_string<S: serde::Serializer>(d: &Device, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{d:?}"))
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The model is not a built-in schema.
+    #[error("no built-in model {0:?} (try latency, error_rate or memory)")]
+    UnknownModel(String),
+    /// The consortium has no organisation.
+    #[error("the consortium needs at least one organisation")]
+    NoOrgs,
+    /// An option is out of range.
+    #[error("bad options: {0}")]
+    BadOptions(&'static str),
+    /// An organisation's split leaves no training or no test rows.
+    #[error("{org}: {rows} rows leave no training or no test rows")]
+    EmptySplit {
+        /// The organisation.
+        org: String,
+        /// Its rows.
+        rows: usize,
+    },
+    /// The synthetic generator refused a profile.
+    #[error(transparent)]
+    Synth(#[from] SynthError),
+    /// The generated table lacks the model's columns.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// Building, training or scoring a model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Local-only (custom) training failed.
+    #[error(transparent)]
+    Custom(#[from] CustomError),
+    /// An update could not be signed.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// A round's collector could not be built.
+    #[error(transparent)]
+    Round(#[from] ConfigError),
+    /// A round could not be aggregated.
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+    /// The pooled moments make no normaliser.
+    #[error("pooled moments: {0}")]
+    Moments(String),
+}
+
+/// One organisation's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrgReport {
+    /// Its name.
+    pub name: String,
+    /// Rows before the split.
+    pub rows: usize,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Held-out rows, what the scores are on.
+    pub test_rows: usize,
+    /// Whether it is a Byzantine participant in the Byzantine runs.
+    pub byzantine: bool,
+    /// Its own model.
+    pub local: Score,
+    /// The model trained on everyone's pooled rows.
+    pub central: Score,
+    /// The federated model.
+    pub federated: Score,
+}
+
+/// The federated run.
+#[derive(Clone, Debug, Serialize)]
+pub struct FederatedReport {
+    /// Its rule.
+    pub rule: Rule,
+    /// Hash of the final model (hex).
+    pub model_hash: String,
+    /// Per model round: updates accepted and refused, train, verify and
+    /// aggregate times.
+    pub rounds: Vec<RoundStats>,
+    /// Updates refused, by reason.
+    pub rejections: BTreeMap<String, u64>,
+}
+
+/// Mean and minimum of a model's scores over a set of organisations.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// Mean R².
+    pub mean_r2: f64,
+    /// Lowest R².
+    pub min_r2: f64,
+    /// Mean MAE.
+    pub mean_mae: f64,
+    /// Hash of the final model (hex).
+    pub model_hash: String,
+    /// Updates refused, by reason.
+    pub rejections: BTreeMap<String, u64>,
+    /// Corrupted updates offered.
+    pub byzantine_offered: u64,
+    /// Corrupted updates accepted.
+    pub byzantine_accepted: u64,
+}
+
+/// One rule, clean and under each attack.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleRobustness {
+    /// The rule.
+    pub rule: Rule,
+    /// No attacker (the Byzantine participants train honestly).
+    pub clean: RunSummary,
+    /// Under each attack, in [`Options::attacks`] order.
+    pub attacked: Vec<(Attack, RunSummary)>,
+}
+
+/// The Byzantine runs, scored on the honest organisations only.
+#[derive(Clone, Debug, Serialize)]
+pub struct ByzantineReport {
+    /// The Byzantine participants.
+    pub participants: Vec<String>,
+    /// One entry per rule.
+    pub rules: Vec<RuleRobustness>,
+}
+
+/// Wall time of each phase, seconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WallTimes {
+    /// Generating and splitting the data.
+    pub data: f64,
+    /// Local-only models.
+    pub local_only: f64,
+    /// The central model.
+    pub central: f64,
+    /// The federated run.
+    pub federated: f64,
+    /// The Byzantine runs.
+    pub byzantine: f64,
+    /// Everything.
+    pub total: f64,
+}
+
+/// Everything [`federated`] measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The options it ran with.
+    pub options: Options,
+    /// Model parameters.
+    pub num_params: usize,
+    /// Per organisation.
+    pub orgs: Vec<OrgReport>,
+    /// The federated run.
+    pub federated: FederatedReport,
+    /// The Byzantine runs (absent when the fraction gives no attacker).
+    pub byzantine: Option<ByzantineReport>,
+    /// The acceptance criteria.
+    pub checks: Vec<targets::Check>,
+    /// Wall times.
+    pub wall_s: WallTimes,
+}
+
+/// Runs the whole benchmark; `progress` hears what it is doing (it takes
+/// minutes at full size).
+pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    if opts.orgs == 0 {
+        return Err(BenchError::NoOrgs);
+    }
+    if !(opts.train_fraction > 0.0 && opts.train_fraction < 1.0) {
+        return Err(BenchError::BadOptions("train_fraction must be in (0, 1)"));
+    }
+    if opts.rounds == 0 || opts.local_epochs == 0 {
+        return Err(BenchError::BadOptions("rounds and local epochs must be positive"));
+    }
+    let schema = schema::builtin_named(&opts.model)
+        .filter(|s| s.task == mc_learn_core::Task::Regression)
+        .ok_or_else(|| BenchError::UnknownModel(opts.model.clone()))?;
+    // Wall times are measurements reported to people, nothing more.
+    let started = Instant::now();
+    let mut wall = WallTimes::default();
+    let mut phase = Instant::now();
+    let mut lap = |phase: &mut Instant| {
+        let s = phase.elapsed().as_secs_f64();
+        *phase = Instant::now();
+        s
+    };
+
+    progress(&format!(
+        "data: {} organisations, seed {}, model {} ({} parameters)",
+        opts.orgs,
+        opts.seed,
+        schema.name,
+        schema.num_params()
+    ));
+    let orgs = data::consortium(
+        &schema,
+        opts.orgs,
+        opts.seed,
+        opts.max_rows,
+        opts.train_fraction,
+    )?;
+    let byzantine = data::byzantine_indices(orgs.len(), opts.byzantine_fraction);
+    wall.data = lap(&mut phase);
+
+    progress(&format!(
+        "local-only: {} epochs per organisation",
+        opts.baseline_epochs
+    ));
+    let local = baseline::local_only(&schema, &orgs, &opts.baseline(), progress)?;
+    wall.local_only = lap(&mut phase);
+
+    progress(&format!(
+        "central: {} epochs on {} pooled rows",
+        opts.baseline_epochs,
+        orgs.iter().map(|o| o.train.len()).sum::<usize>()
+    ));
+    let central = baseline::central(&schema, &orgs, &opts.baseline())?;
+    wall.central = lap(&mut phase);
+
+    progress(&format!(
+        "federated: {}, {} rounds × {} local epochs",
+        opts.rule, opts.rounds, opts.local_epochs
+    ));
+    let run = campaign::run(&schema, &orgs, &opts.campaign(opts.rule), None, progress)?;
+    let federated_scores = baseline::score_all(&model_of(&schema, &run, opts.device)?, &orgs)?;
+    wall.federated = lap(&mut phase);
+
+    let byzantine_report = if byzantine.is_empty() {
+        None
+    } else {
+        Some(byzantine_runs(&schema, &orgs, &byzantine, opts, &run, progress)?)
+    };
+    wall.byzantine = lap(&mut phase);
+
+    let org_reports: Vec<OrgReport> = orgs
+        .iter()
+        .enumerate()
+        .map(|(i, org)| OrgReport {
+            name: org.name.clone(),
+            rows: org.rows,
+            train_rows: org.train.len(),
+            test_rows: org.test.len(),
+            byzantine: byzantine.contains(&i),
+            local: local[i],
+            central: central[i],
+            federated: federated_scores[i],
+        })
+        .collect();
+    let federated = FederatedReport {
+        rule: opts.rule,
+        model_hash: run.model_hash,
+        rounds: run.rounds,
+        rejections: run.rejections,
+    };
+    let checks = targets::check(&org_reports, byzantine_report.as_ref());
+    wall.total = started.elapsed().as_secs_f64();
+    Ok(Report {
+        options: opts.clone(),
+        num_params: schema.num_params(),
+        orgs: org_reports,
+        federated,
+        byzantine: byzantine_report,
+        checks,
+        wall_s: wall,
+    })
+}
+
+/// Every rule of [`Options::byzantine_rules`], clean and under every attack.
+fn byzantine_runs(
+    schema: &ModelSchema,
+    orgs: &[Org],
+    byzantine: &[usize],
+    opts: &Options,
+    main: &campaign::Run,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ByzantineReport, BenchError> {
+    let honest: Vec<Org> = orgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !byzantine.contains(i))
+        .map(|(_, o)| o.clone())
+        .collect();
+    let summarise = |run: &campaign::Run| -> Result<RunSummary, BenchError> {
+        let scores = baseline::score_all(&model_of(schema, run, opts.device)?, &honest)?;
+        Ok(summary(&scores, run))
+    };
+    let names: Vec<String> = byzantine.iter().map(|&i| orgs[i].name.clone()).collect();
+    let mut rules = Vec::new();
+    for rule in opts.byzantine_rules(byzantine.len()) {
+        // The federated run is this rule's clean run when the rules agree.
+        let clean = if rule == opts.rule {
+            summarise(main)?
+        } else {
+            progress(&format!("byzantine: {rule}, clean"));
+            summarise(&campaign::run(
+                schema,
+                orgs,
+                &opts.campaign(rule),
+                None,
+                progress,
+            )?)?
+        };
+        progress(&format!(
+            "byzantine: {rule}, clean: honest mean R² {:.4}, min {:.4}",
+            clean.mean_r2, clean.min_r2
+        ));
+        let mut attacked = Vec::new();
+        for attack in opts.attacks() {
+            progress(&format!(
+                "byzantine: {rule}, {} by {}",
+                attack.label(),
+                names.join(", ")
+            ));
+            let run = campaign::run(
+                schema,
+                orgs,
+                &opts.campaign(rule),
+                Some((attack, byzantine)),
+                progress,
+            )?;
+            let s = summarise(&run)?;
+            progress(&format!(
+                "byzantine: {rule}, {}: honest mean R² {:.4} (clean {:.4}), min {:.4}; {} of {} corrupted updates accepted",
+                attack.label(),
+                s.mean_r2,
+                clean.mean_r2,
+                s.min_r2,
+                s.byzantine_accepted,
+                s.byzantine_offered
+            ));
+            attacked.push((attack, s));
+        }
+        rules.push(RuleRobustness {
+            rule,
+            clean,
+            attacked,
+        });
+    }
+    Ok(ByzantineReport {
+        participants: names,
+        rules,
+    })
+}
+
+/// The global model of a finished campaign.
+pub fn model_of(
+    schema: &ModelSchema,
+    run: &campaign::Run,
+    device: Device,
+) -> Result<Model, BenchError> {
+    Ok(Model::from_flat(
+        schema,
+        run.normaliser.clone(),
+        &run.weights,
+        device,
+    )?)
+}
+
+fn summary(scores: &[Score], run: &campaign::Run) -> RunSummary {
+    let n = scores.len().max(1) as f64;
+    RunSummary {
+        mean_r2: scores.iter().map(|s| s.r2).sum::<f64>() / n,
+        min_r2: scores.iter().map(|s| s.r2).fold(f64::INFINITY, f64::min),
+        mean_mae: scores.iter().map(|s| s.mae).sum::<f64>() / n,
+        model_hash: run.model_hash.clone(),
+        rejections: run.rejections.clone(),
+        byzantine_offered: run.byzantine_offered,
+        byzantine_accepted: run.byzantine_accepted,
+    }
+}
