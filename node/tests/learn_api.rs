@@ -175,7 +175,19 @@ async fn custom_and_transfer_training_report_their_figures() -> Result<()> {
         assert!(!perf[field].is_null(), "missing {field}: {perf}");
     }
     assert_eq!(perf["version"], 2, "transfer made version 2");
-    assert!(perf["drift"]["detected"].is_boolean());
+    assert_eq!(perf["drift"]["detected"], false, "{perf}");
+
+    // Rows from an organisation three times the size: drift is detected
+    // and triggers a retrain (version 3).
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut big = synth::consortium(3, &mut rng).remove(1);
+    big.rows = 500;
+    big.load_scale *= 3.0;
+    let shifted = synth::generate(&big, &mut rng)?.to_csv();
+    let (status, report) = send(http.post(&import).body(shifted)).await?;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["drift"]["detected"], true, "{report}");
+    assert_eq!(report["retrained"]["version"], 3, "{report}");
     Ok(())
 }
 
