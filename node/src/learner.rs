@@ -746,6 +746,15 @@ impl LearnService {
         now_ms: u64,
     ) -> Result<u32, LearnApiError> {
         let name = &model.model.name;
+        let source = format!("federated:{}", model.campaign);
+        if let Some(existing) = self
+            .versions(name)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.source == source)
+        {
+            return Ok(existing.version); // already stored (a restart re-reports it)
+        }
         if self.schema(name).is_err() {
             self.declare(model.model.clone())?;
         }
@@ -768,7 +777,7 @@ impl LearnService {
         };
         let meta = VersionMeta {
             version: 0,
-            source: format!("federated:{}", model.campaign),
+            source,
             created_at_ms: now_ms,
             evaluation,
             baseline_vs_custom: None,

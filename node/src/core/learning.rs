@@ -253,6 +253,20 @@ pub(super) struct Effects {
     pub writes: Vec<(String, serde_json::Value)>,
     /// Finished models.
     pub finished: Vec<FinishedModel>,
+    /// Campaign progress to persist: (campaign, encoded [`Snapshot`]).
+    pub saves: Vec<(CampaignId, Vec<u8>)>,
+}
+
+/// A campaign's progress as persisted at every round's close, so a restarted
+/// node resumes where it was (and never loses a finished campaign's record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Snapshot {
+    round: u32,
+    completed: bool,
+    moments: Option<Vec<f32>>,
+    global: Vec<f32>,
+    history: Vec<RoundRecord>,
+    rejections: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -285,6 +299,9 @@ pub(super) struct Learning {
     /// Updates for campaigns this node has not seen yet: the declaration
     /// travels by the document and may arrive after a fast peer's update.
     unknown: Vec<SignedUpdate>,
+    /// Progress restored from the store, applied when the campaign's
+    /// declaration is read again.
+    resume: BTreeMap<CampaignId, Snapshot>,
 }
 
 /// Most updates kept for campaigns not yet known.
@@ -300,7 +317,32 @@ impl Learning {
             observed: BTreeMap::new(),
             reassembler: Reassembler::new(chunk::Limits::default()),
             unknown: Vec::new(),
+            resume: BTreeMap::new(),
         }
+    }
+
+    /// Takes the campaign progress the store held at start; undecodable
+    /// entries are logged and skipped (the campaign then starts over).
+    pub(super) fn restore(&mut self, saved: &[(String, Vec<u8>)]) {
+        for (id, bytes) in saved {
+            let Some(campaign) = parse_campaign_id(id) else {
+                tracing::warn!(%id, "ignoring saved progress under a bad campaign id");
+                continue;
+            };
+            match postcard::from_bytes::<Snapshot>(bytes) {
+                Ok(snapshot) => {
+                    self.resume.insert(campaign, snapshot);
+                }
+                Err(error) => tracing::warn!(%id, %error, "ignoring unreadable campaign progress"),
+            }
+        }
+    }
+
+    /// Keeps the key this node signs with (a restart must not change it).
+    pub(super) fn with_key(mut self, key: SigningKey) -> Self {
+        self.me = key.verifying_key().to_bytes();
+        self.key = key;
+        self
     }
 
     /// This node's verifying key (hex).
@@ -415,7 +457,7 @@ impl Learning {
                     continue;
                 }
             };
-            let run = Run {
+            let mut run = Run {
                 id,
                 keys,
                 round: 0,
@@ -431,7 +473,17 @@ impl Learning {
                 evidence: BTreeMap::new(),
                 spec,
             };
-            fx.jobs.push(run.job());
+            if let Some(snapshot) = self.resume.remove(&id)
+                && let Err(error) = run.resume(snapshot)
+            {
+                tracing::warn!(campaign = %id, %error, "cannot resume; starting over");
+            }
+            if run.completed {
+                fx.finished.extend(run.finished());
+            } else {
+                tracing::info!(campaign = %id, round = run.round, "campaign round started");
+                fx.jobs.push(run.job());
+            }
             self.runs.insert(id, run);
             let (waiting, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unknown)
                 .into_iter()
@@ -819,17 +871,13 @@ impl Run {
         if self.moments.is_some() {
             if self.round >= self.spec.rounds {
                 self.completed = true;
-                fx.finished.push(FinishedModel {
-                    campaign: self.id,
-                    model: self.spec.model.clone(),
-                    moments: self.moments.as_deref().unwrap_or_default().to_vec(),
-                    weights: self.global.to_vec(),
-                    model_hash: model_hash(&self.global).to_string(),
-                });
+                fx.saves.push((self.id, self.snapshot()));
+                fx.finished.extend(self.finished());
                 return;
             }
             self.round += 1;
         }
+        fx.saves.push((self.id, self.snapshot()));
         self.round_started = now;
         self.own_update = None;
         let base = if self.round == 0 {
@@ -848,6 +896,64 @@ impl Run {
             }
         }
         fx.jobs.push(self.job());
+    }
+
+    fn finished(&self) -> Option<FinishedModel> {
+        let moments = self.moments.as_deref()?;
+        Some(FinishedModel {
+            campaign: self.id,
+            model: self.spec.model.clone(),
+            moments: moments.to_vec(),
+            weights: self.global.to_vec(),
+            model_hash: model_hash(&self.global).to_string(),
+        })
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            round: self.round,
+            completed: self.completed,
+            moments: self.moments.as_deref().map(<[f32]>::to_vec),
+            global: self.global.to_vec(),
+            history: self.history.clone(),
+            rejections: self.rejections.clone(),
+        };
+        postcard::to_stdvec(&snapshot).unwrap_or_default()
+    }
+
+    /// Continues from saved progress: the round in progress starts again
+    /// (its updates were not saved; peers resend theirs on reconnect).
+    fn resume(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        let features = self.spec.model.features.len();
+        if snapshot
+            .moments
+            .as_ref()
+            .is_some_and(|m| m.len() != 2 * features + 2)
+            || (snapshot.round > 0 && snapshot.global.len() != self.spec.model.num_params())
+            || snapshot.round > self.spec.rounds
+        {
+            return Err("saved progress does not fit the campaign".into());
+        }
+        let base: Arc<[f32]> = if snapshot.round == 0 {
+            Arc::from(Vec::new())
+        } else {
+            Arc::from(snapshot.global.clone())
+        };
+        self.collector = Collector::new(round_config(
+            self.id,
+            &self.spec,
+            &self.keys,
+            snapshot.round,
+            &base,
+        ))
+        .map_err(|e| e.to_string())?;
+        self.round = snapshot.round;
+        self.completed = snapshot.completed;
+        self.moments = snapshot.moments.map(Arc::from);
+        self.global = Arc::from(snapshot.global);
+        self.history = snapshot.history;
+        self.rejections = snapshot.rejections;
+        Ok(())
     }
 
     fn view(&self) -> CampaignView {

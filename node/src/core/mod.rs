@@ -277,6 +277,7 @@ impl Node {
             learning: learning::Learning::new(SigningKey::from_bytes(&secret)),
             campaigns_seen_at: Vec::new(),
         };
+        node.learning.restore(&restored.campaigns);
         node.schedule_anti_entropy();
         node.schedule_learning();
         Ok(node)
@@ -287,7 +288,11 @@ impl Node {
     /// key). Without it the key is drawn from the seed. Call before any
     /// campaign starts.
     pub fn set_signing_key(&mut self, secret: [u8; 32]) {
-        self.learning = learning::Learning::new(SigningKey::from_bytes(&secret));
+        let learning = std::mem::replace(
+            &mut self.learning,
+            learning::Learning::new(SigningKey::from_bytes(&secret)),
+        );
+        self.learning = learning.with_key(SigningKey::from_bytes(&secret));
     }
 
     /// This node's identity.
@@ -604,6 +609,17 @@ impl Node {
         if wrote {
             self.persist_increment();
             self.publish_local_change();
+        }
+        if !fx.saves.is_empty() {
+            let ops = fx
+                .saves
+                .into_iter()
+                .map(|(id, value)| StoreOp::Put {
+                    key: format!("{}{id}", store::CAMPAIGN_STATE_PREFIX),
+                    value,
+                })
+                .collect();
+            self.outputs.push_back(Output::Persist(ops));
         }
         for model in fx.finished {
             self.outputs.push_back(Output::ModelReady(model));

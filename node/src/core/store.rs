@@ -11,6 +11,9 @@ pub const KNOWLEDGE_SNAPSHOT_KEY: &str = "knowledge/snapshot";
 /// sequence number so that key order is append order.
 pub const KNOWLEDGE_CHUNK_PREFIX: &str = "knowledge/chunk/";
 
+/// The prefix of saved campaign progress; the suffix is the campaign id (hex).
+pub const CAMPAIGN_STATE_PREFIX: &str = "learn/campaign/";
+
 /// The key of the `seq`-th incremental chunk.
 pub fn chunk_key(seq: u64) -> String {
     format!("{KNOWLEDGE_CHUNK_PREFIX}{seq:020}")
@@ -44,6 +47,8 @@ pub struct Restored {
     pub snapshot: Option<Vec<u8>>,
     /// Incremental chunks after it, in sequence order, with their numbers.
     pub chunks: Vec<(u64, Vec<u8>)>,
+    /// Saved progress of federated campaigns: (campaign id in hex, bytes).
+    pub campaigns: Vec<(String, Vec<u8>)>,
 }
 
 impl Restored {
@@ -55,9 +60,12 @@ impl Restored {
                 restored.snapshot = Some(value);
             } else if let Some(seq) = chunk_seq(&key) {
                 restored.chunks.push((seq, value));
+            } else if let Some(id) = key.strip_prefix(CAMPAIGN_STATE_PREFIX) {
+                restored.campaigns.push((id.to_string(), value));
             }
         }
         restored.chunks.sort_by_key(|(seq, _)| *seq);
+        restored.campaigns.sort();
         restored
     }
 
