@@ -79,7 +79,12 @@
 //!   [`Evaluation`].
 //! - [`model_file`]: safetensors bytes and files, and [`FileError`].
 //! - [`custom`], [`transfer`], [`federated`]: the three workflows.
+//! - [`bench`]: `mc-learn bench federated`, local-only vs central vs
+//!   federated training on synthetic non-IID data, and the aggregation
+//!   rules under Byzantine participants (the binary is
+//!   `src/bin/mc-learn.rs`).
 
+pub mod bench;
 pub mod custom;
 pub mod evaluate;
 pub mod federated;

@@ -16,6 +16,21 @@
 //!   same comparison runs at the end of the run, after a settle time without
 //!   writes or faults.
 //!
+//! With a `[learning]` campaign (see [`crate::learning`]), four more:
+//!
+//! - **Model agreement** — whenever a node closes a round (its round record
+//!   appears in its document), every node that closed the same round with
+//!   the same accepted-set digest must hold the same model hash.
+//! - **Sabotage refused** — when a node that runs its core unmodified
+//!   closes a round, it accepted at most as many updates as there are
+//!   participants whose updates can be valid (NaN, forged, tampered and
+//!   impostor updates never are); at the end, every honest node's rejection
+//!   counters show each kind of sabotage in the scenario.
+//! - **Campaign completes** — at the end, every honest participant that
+//!   never crashed has finished the campaign (`Output::ModelReady`).
+//! - **Model quality** — at the end, the final model scores at least
+//!   `r2_floor` on every honest organisation's held-out rows.
+//!
 //! A violation stops the run; [`Violation`] prints the seed, the replay
 //! command and the last events (see [`crate::trace`]).
 
@@ -65,16 +80,35 @@ pub enum Invariant {
     Convergence,
     /// A crashed node could not restart from its store.
     Restart,
+    /// Nodes that accepted the same updates hold different models.
+    ModelAgreement,
+    /// An update that can never be valid was accepted, or went uncounted.
+    SabotageRefused,
+    /// An honest participant did not finish the campaign.
+    CampaignCompletes,
+    /// The final model scored below the floor on an honest organisation.
+    ModelQuality,
 }
 
-impl fmt::Display for Invariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Invariant {
+    /// Its name in reports and violations.
+    pub fn name(self) -> &'static str {
+        match self {
             Invariant::MessageSize => "message-size",
             Invariant::NoLostWrite => "no-lost-write",
             Invariant::Convergence => "convergence",
             Invariant::Restart => "restart",
-        })
+            Invariant::ModelAgreement => "model-agreement",
+            Invariant::SabotageRefused => "sabotage-refused",
+            Invariant::CampaignCompletes => "campaign-completes",
+            Invariant::ModelQuality => "model-quality",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -115,6 +115,7 @@ pub mod disk;
 pub mod engine;
 pub mod faults;
 pub mod gossip;
+pub mod learning;
 pub mod links;
 pub mod metrics;
 pub mod network;

@@ -78,6 +78,8 @@ pub enum Kind {
     Hello,
     /// Core Automerge sync step, point to point.
     Sync,
+    /// Federated learning (update chunks, evidence), point to point.
+    Learn,
     /// Any other point-to-point payload (including undecodable bytes).
     OtherDirect,
     /// A gossip message sent by its author.
@@ -96,9 +98,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Hello,
         Kind::Sync,
+        Kind::Learn,
         Kind::OtherDirect,
         Kind::Publish,
         Kind::Forward,
@@ -113,6 +116,7 @@ impl Kind {
         match self {
             Kind::Hello => "hello",
             Kind::Sync => "sync",
+            Kind::Learn => "learn",
             Kind::OtherDirect => "other-direct",
             Kind::Publish => "gossip-publish",
             Kind::Forward => "gossip-forward",
@@ -129,6 +133,7 @@ impl Kind {
         match bytes.get(1) {
             Some(0) => Kind::Hello,
             Some(2) => Kind::Sync,
+            Some(3) => Kind::Learn,
             _ => Kind::OtherDirect,
         }
     }
@@ -147,7 +152,7 @@ pub struct Count {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Per [`Kind`], indexed by its position in [`Kind::ALL`].
-    pub by_kind: [Count; 9],
+    pub by_kind: [Count; Kind::ALL.len()],
     /// Gossip frames lost to packet loss.
     pub lost: u64,
     /// Frames a duplication fault delivered twice.
@@ -455,7 +460,7 @@ mod tests {
     #[test]
     fn envelope_kinds_match_the_decoder() {
         use mc_protocols::{
-            Changes, DocId, Hello, MAX_MESSAGE_BYTES, Message, SyncMessage, encode,
+            Changes, DocId, Hello, LearnMessage, MAX_MESSAGE_BYTES, Message, SyncMessage, encode,
         };
         let hello = Message::Hello(Hello {
             region: "r".into(),
@@ -480,6 +485,15 @@ mod tests {
         assert_eq!(
             Kind::of_envelope(&encode(&changes, MAX_MESSAGE_BYTES).unwrap()),
             Kind::OtherDirect
+        );
+        let learn = Message::Learn(LearnMessage::UpdateChunk {
+            campaign: [0; 16],
+            round: 1,
+            chunk: vec![3; 40],
+        });
+        assert_eq!(
+            Kind::of_envelope(&encode(&learn, MAX_MESSAGE_BYTES).unwrap()),
+            Kind::Learn
         );
         assert_eq!(Kind::of_envelope(&[]), Kind::OtherDirect);
     }

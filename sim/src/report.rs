@@ -66,6 +66,125 @@ pub struct Report {
     /// FNV-1a of every live node's final document heads, in node order: two
     /// runs with equal digests ended in the same replicated state.
     pub final_state_digest: String,
+    /// The learning campaign, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learning: Option<LearningReport>,
+}
+
+/// A federated-learning campaign: what the participants did and agreed on.
+///
+/// "Honest" nodes are those whose behaviour is honest and that never
+/// crashed; per-round figures are over them unless a name says otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LearningReport {
+    /// The model trained.
+    pub model: String,
+    /// The aggregation rule of the model rounds.
+    pub aggregation: String,
+    /// The campaign's id (hex).
+    pub campaign: String,
+    /// Participants (every node).
+    pub participants: usize,
+    /// Honest participants.
+    pub honest: usize,
+    /// The Byzantine participants by behaviour: node numbers.
+    pub byzantine: BTreeMap<String, Vec<usize>>,
+    /// Rows each organisation had (train + held out): min, mean, max.
+    pub rows: Spread,
+    /// When the campaign was created (s).
+    pub created_at_s: f64,
+    /// Honest participants that finished the campaign.
+    pub honest_completed: usize,
+    /// When the last honest participant finished (s).
+    pub completed_at_s: f64,
+    /// Each round, the moments round (0) first.
+    pub rounds: Vec<RoundReport>,
+    /// Updates refused, by reason, summed over honest nodes.
+    pub rejections: BTreeMap<String, u64>,
+    /// Distinct final model hashes among honest nodes (1: they agree).
+    pub honest_final_models: usize,
+    /// Honest nodes holding the most common final model.
+    pub honest_on_common_model: usize,
+    /// Byzantine nodes (running the real core) that ended on that model too.
+    pub byzantine_on_common_model: usize,
+    /// The most common honest final model's hash.
+    pub common_model_hash: String,
+    /// The final model's score on every honest organisation's held-out
+    /// last 20 % of rows (R² for regression, F1 for classification).
+    pub score: ScoreReport,
+    /// Local jobs run.
+    pub jobs: u64,
+    /// Simulated compute time of those jobs, summed (s).
+    pub compute_s: f64,
+    /// Update chunks the wire saboteurs' messages were rewritten in.
+    pub sabotaged_messages: u64,
+    /// Learning messages sent (update chunks, evidence).
+    pub messages: u64,
+    /// Their bytes, framing included.
+    pub bytes: u64,
+}
+
+/// One round of a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundReport {
+    /// The round (0: moments).
+    pub round: u32,
+    /// Updates accepted per honest node: min and max.
+    pub accepted_min: usize,
+    /// See `accepted_min`.
+    pub accepted_max: usize,
+    /// Distinct accepted-set digests among honest nodes.
+    pub digests: usize,
+    /// Distinct resulting model hashes among honest nodes.
+    pub models: usize,
+    /// Honest nodes that closed it at the deadline (the rest: complete).
+    pub closed_by_deadline: usize,
+    /// Round duration on honest nodes' clocks (ms): mean and max.
+    pub duration_ms_mean: f64,
+    /// See `duration_ms_mean`.
+    pub duration_ms_max: f64,
+    /// When the first and the last honest node closed it (s, virtual).
+    pub closed_s: (f64, f64),
+}
+
+/// A few numbers summarising many.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (zeros when empty).
+    pub fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        Self {
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+}
+
+/// The final model's score over honest organisations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreReport {
+    /// `r2` or `f1`.
+    pub metric: String,
+    /// Organisations scored.
+    pub orgs: usize,
+    /// Smallest, mean and largest score.
+    pub spread: Spread,
+    /// The organisation with the smallest score.
+    pub worst_org: String,
+    /// The floor checked, if any.
+    pub floor: Option<f64>,
 }
 
 /// Client writes.
@@ -223,7 +342,105 @@ impl Report {
                 f.deferred_while_paused
             );
         }
+        if let Some(l) = &self.learning {
+            l.summary(&mut s);
+        }
         let _ = writeln!(s, "checks held: {}", self.checks.join(", "));
         s
+    }
+}
+
+impl LearningReport {
+    fn summary(&self, s: &mut String) {
+        let byzantine: Vec<String> = self
+            .byzantine
+            .iter()
+            .map(|(k, v)| format!("{} {k}", v.len()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "learning: model {} ({}), campaign {} created at {:.1} s, {} participants ({} honest; Byzantine: {}), rows per org {:.0}-{:.0}",
+            self.model,
+            self.aggregation,
+            &self.campaign[..self.campaign.len().min(8)],
+            self.created_at_s,
+            self.participants,
+            self.honest,
+            if byzantine.is_empty() {
+                "none".to_string()
+            } else {
+                byzantine.join(", ")
+            },
+            self.rows.min,
+            self.rows.max
+        );
+        let _ = writeln!(
+            s,
+            "  {}/{} honest participants completed {} rounds by {:.1} s; {} distinct final model(s) among them ({} on {}), {} Byzantine on it too",
+            self.honest_completed,
+            self.honest,
+            self.rounds.len(),
+            self.completed_at_s,
+            self.honest_final_models,
+            self.honest_on_common_model,
+            &self.common_model_hash[..self.common_model_hash.len().min(8)],
+            self.byzantine_on_common_model
+        );
+        for r in &self.rounds {
+            let accepted = if r.accepted_min == r.accepted_max {
+                r.accepted_min.to_string()
+            } else {
+                format!("{}-{}", r.accepted_min, r.accepted_max)
+            };
+            let _ = writeln!(
+                s,
+                "  round {:>2}: accepted {accepted:>5}, {} digest(s), {} model(s), {} by deadline, duration mean {:.0} ms max {:.0} ms, closed {:.2}-{:.2} s",
+                r.round,
+                r.digests,
+                r.models,
+                r.closed_by_deadline,
+                r.duration_ms_mean,
+                r.duration_ms_max,
+                r.closed_s.0,
+                r.closed_s.1
+            );
+        }
+        let rejections: Vec<String> = self
+            .rejections
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  rejections at honest nodes: {}",
+            if rejections.is_empty() {
+                "none".to_string()
+            } else {
+                rejections.join(", ")
+            }
+        );
+        let sc = &self.score;
+        let _ = writeln!(
+            s,
+            "  final {} on {} honest orgs' held-out rows: mean {:.4}, min {:.4} ({}), max {:.4}{}",
+            sc.metric,
+            sc.orgs,
+            sc.spread.mean,
+            sc.spread.min,
+            sc.worst_org,
+            sc.spread.max,
+            sc.floor
+                .map_or(String::new(), |f| format!(" (floor {f})"))
+        );
+        let _ = writeln!(
+            s,
+            "  {} local jobs ({:.1} s simulated compute), {} learning messages ({:.1} MB, {:.0} kB per participant), {} rewritten by saboteurs",
+            self.jobs,
+            self.compute_s,
+            self.messages,
+            self.bytes as f64 / 1e6,
+            self.bytes as f64 / 1e3 / self.participants.max(1) as f64,
+            self.sabotaged_messages
+        );
     }
 }

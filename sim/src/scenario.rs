@@ -22,6 +22,7 @@
 //! [[workload]]           # see workload::Spec
 //! [[faults]]             # see faults::Fault
 //! [checks]               # see checker::Config
+//! [learning]             # see learning::Config (off when absent)
 //! ```
 //!
 //! The built-in scenarios live in `sim/scenarios/*.toml` and are compiled in;
@@ -29,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, checker, disk, faults, gossip, network, regions, workload};
+use crate::{Error, checker, disk, faults, gossip, learning, network, regions, workload};
 
 /// The core settings a scenario controls (`[node]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,10 +88,13 @@ pub struct Scenario {
     /// Which invariants run.
     #[serde(default)]
     pub checks: checker::Config,
+    /// A federated-learning campaign, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<learning::Config>,
 }
 
 /// The built-in scenarios: name and TOML text.
-pub const BUILT_IN: [(&str, &str); 6] = [
+pub const BUILT_IN: [(&str, &str); 7] = [
     ("steady-100", include_str!("../scenarios/steady-100.toml")),
     (
         "partition-heal-100",
@@ -108,6 +112,10 @@ pub const BUILT_IN: [(&str, &str); 6] = [
     (
         "broken-sync-100",
         include_str!("../scenarios/broken-sync-100.toml"),
+    ),
+    (
+        "fl-byzantine-50",
+        include_str!("../scenarios/fl-byzantine-50.toml"),
     ),
 ];
 
@@ -234,6 +242,19 @@ impl Scenario {
             f.validate(self.nodes)?;
         }
         let quiet_from = self.duration_s - self.settle_s();
+        if let Some(l) = &self.learning {
+            l.validate(self.nodes)?;
+            if l.worst_case_end_s() > quiet_from {
+                return invalid(format!(
+                    "[learning] a campaign of {} rounds with {} s deadlines started at {} s may \
+                     run until {:.1} s, after the settle time begins ({quiet_from:.1} s)",
+                    l.rounds + 1,
+                    l.round_deadline_s,
+                    l.start_at_s,
+                    l.worst_case_end_s()
+                ));
+            }
+        }
         if self.checks.convergence || self.checks.no_lost_writes {
             let bound_s = self.convergence_bound_ms() / 1e3;
             for f in &self.faults {
@@ -276,7 +297,10 @@ mod tests {
         for (name, _) in BUILT_IN {
             let s = Scenario::built_in(name).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(s.name, name);
-            assert!(!s.workload.is_empty(), "{name} has no workload");
+            assert!(
+                !s.workload.is_empty() || s.learning.is_some(),
+                "{name} has no workload"
+            );
         }
     }
 

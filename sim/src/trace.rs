@@ -77,6 +77,18 @@ pub enum What {
     Crash,
     /// The node restarted.
     Restart,
+    /// Local training finished and went to the core.
+    Trained {
+        /// The round.
+        round: u32,
+    },
+    /// The node closed a campaign round.
+    RoundClosed {
+        /// The round.
+        round: u32,
+        /// Updates it accepted.
+        accepted: u32,
+    },
     /// A checker ran.
     Check {
         /// Which.
@@ -118,7 +130,7 @@ impl fmt::Display for Entry {
                 id: None,
             } => write!(f, "gossip {} from n{from:04}", kind.name()),
             What::Dropped { from, why } => write!(f, "dropped a message from n{from:04}: {why}"),
-            What::Timer => f.write_str("anti-entropy timer"),
+            What::Timer => f.write_str("core timer"),
             What::Flushed => f.write_str("store flush done"),
             What::Write { write } => write!(f, "client PUT w/{write:08}"),
             What::Ack { write } => write!(f, "client ack w/{write:08}"),
@@ -128,6 +140,10 @@ impl fmt::Display for Entry {
             What::Fault { name, end: true } => write!(f, "fault {name} ends"),
             What::Crash => f.write_str("crash"),
             What::Restart => f.write_str("restart"),
+            What::Trained { round } => write!(f, "local training of round {round} done"),
+            What::RoundClosed { round, accepted } => {
+                write!(f, "closed round {round} with {accepted} updates")
+            }
             What::Check { name } => write!(f, "check {name}"),
         }
     }

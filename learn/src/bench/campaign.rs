@@ -40,8 +40,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
+use super::baseline::score_all;
 use super::{BenchError, data::Org};
-use crate::{ModelError, Normaliser, TrainConfig, federated};
+use crate::{Model, ModelError, Normaliser, TrainConfig, federated};
 
 /// Mixes the round number into the campaign seed for local shuffling, as
 /// the node does (`Run::job`).
@@ -72,6 +73,9 @@ pub struct Settings {
     pub offer_order: OfferOrder,
     /// Threads for the participants' local training.
     pub jobs: usize,
+    /// Score the global model on every organisation's held-out rows after
+    /// each round (a learning curve; nothing in the run depends on it).
+    pub track: bool,
 }
 
 /// The order in which a round's updates are offered to its collector.
@@ -143,6 +147,9 @@ pub struct RoundStats {
     pub verify_ms: f64,
     /// Wall time of [`Collector::aggregate`], ms.
     pub aggregate_ms: f64,
+    /// With [`Settings::track`]: the new global model's mean and lowest R²
+    /// over the organisations' held-out rows.
+    pub held_out_r2: Option<(f64, f64)>,
 }
 
 /// The outcome of a campaign.
@@ -299,6 +306,16 @@ pub fn run(
             Err(mc_learn_core::aggregate::AggregateError::NoUpdates) => {}
             Err(e) => return Err(e.into()),
         }
+        let held_out_r2 = if settings.track {
+            let model = Model::from_flat(schema, normaliser.clone(), &global, settings.train.device)?;
+            let r2: Vec<f64> = score_all(&model, orgs)?.iter().map(|s| s.r2).collect();
+            Some((
+                r2.iter().sum::<f64>() / r2.len() as f64,
+                r2.iter().copied().fold(f64::INFINITY, f64::min),
+            ))
+        } else {
+            None
+        };
         let stats = RoundStats {
             round,
             accepted,
@@ -306,10 +323,17 @@ pub fn run(
             train_ms,
             verify_ms,
             aggregate_ms,
+            held_out_r2,
         };
         progress(&format!(
-            "  round {round}/{}: {accepted} accepted, {rejected} refused; train {:.0} ms, verify {:.2} ms, aggregate {:.2} ms",
-            settings.rounds, stats.train_ms, stats.verify_ms, stats.aggregate_ms
+            "  round {round}/{}: {accepted} accepted, {rejected} refused; train {:.0} ms, verify {:.2} ms, aggregate {:.2} ms{}",
+            settings.rounds,
+            stats.train_ms,
+            stats.verify_ms,
+            stats.aggregate_ms,
+            held_out_r2
+                .map(|(mean, min)| format!("; held-out R² mean {mean:.3}, min {min:.3}"))
+                .unwrap_or_default()
         ));
         rounds.push(stats);
     }

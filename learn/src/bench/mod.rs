@@ -174,7 +174,7 @@ impl Options {
         ]
     }
 
-    fn campaign(&self, rule: Rule) -> campaign::Settings {
+    fn campaign(&self, rule: Rule, track: bool) -> campaign::Settings {
         campaign::Settings {
             rounds: self.rounds,
             local_epochs: self.local_epochs,
@@ -189,6 +189,7 @@ impl Options {
             seed: self.seed,
             offer_order: self.offer_order,
             jobs: self.jobs,
+            track,
         }
     }
 
@@ -381,11 +382,6 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
     let started = Instant::now();
     let mut wall = WallTimes::default();
     let mut phase = Instant::now();
-    let mut lap = |phase: &mut Instant| {
-        let s = phase.elapsed().as_secs_f64();
-        *phase = Instant::now();
-        s
-    };
 
     progress(&format!(
         "data: {} organisations, seed {}, model {} ({} parameters)",
@@ -423,7 +419,7 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
         "federated: {}, {} rounds × {} local epochs",
         opts.rule, opts.rounds, opts.local_epochs
     ));
-    let run = campaign::run(&schema, &orgs, &opts.campaign(opts.rule), None, progress)?;
+    let run = campaign::run(&schema, &orgs, &opts.campaign(opts.rule, true), None, progress)?;
     let federated_scores = baseline::score_all(&model_of(&schema, &run, opts.device)?, &orgs)?;
     wall.federated = lap(&mut phase);
 
@@ -497,7 +493,7 @@ fn byzantine_runs(
             summarise(&campaign::run(
                 schema,
                 orgs,
-                &opts.campaign(rule),
+                &opts.campaign(rule, false),
                 None,
                 progress,
             )?)?
@@ -516,7 +512,7 @@ fn byzantine_runs(
             let run = campaign::run(
                 schema,
                 orgs,
-                &opts.campaign(rule),
+                &opts.campaign(rule, false),
                 Some((attack, byzantine)),
                 progress,
             )?;
@@ -556,6 +552,13 @@ pub fn model_of(
         &run.weights,
         device,
     )?)
+}
+
+/// Seconds since `phase`, which restarts.
+fn lap(phase: &mut Instant) -> f64 {
+    let s = phase.elapsed().as_secs_f64();
+    *phase = Instant::now();
+    s
 }
 
 fn summary(scores: &[Score], run: &campaign::Run) -> RunSummary {

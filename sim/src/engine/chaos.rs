@@ -295,6 +295,9 @@ impl Simulation {
         self.stats.lost_batches += loss.batches as u64;
         self.stats.lost_replies += loss.replies as u64;
         self.writes.node_down(n, self.now);
+        if let Some(l) = self.learning.as_mut() {
+            l.crashed(n);
+        }
         self.trace.record(self.now, n, What::Crash);
         let jitter = millis(self.net.config().jitter_ms);
         for (peer, link) in self.links.neighbours(n).to_vec() {

@@ -132,6 +132,10 @@ impl Simulation {
     pub(super) fn end_checks(&mut self) {
         self.trace
             .record(self.now, usize::MAX, What::Check { name: "end" });
+        self.learning_end_checks();
+        if self.violation.is_some() {
+            return;
+        }
         let healed = self.groups.iter().all(|g| *g == self.groups[0]);
         if self.scenario.checks.no_lost_writes && healed {
             for n in 0..self.hosts.len() {

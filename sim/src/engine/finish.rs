@@ -85,10 +85,18 @@ impl Simulation {
         }
         let s = &self.stats;
         let checks = &self.scenario.checks;
+        let learning = self.scenario.learning.as_ref();
         let held = [
             (checks.message_size, "message-size"),
             (checks.no_lost_writes, "no-lost-write"),
             (checks.convergence, "convergence"),
+            (learning.is_some(), "model-agreement"),
+            (learning.is_some(), "sabotage-refused"),
+            (learning.is_some(), "campaign-completes"),
+            (
+                learning.is_some_and(|l| l.r2_floor.is_some()),
+                "model-quality",
+            ),
         ];
         Report {
             scenario: self.scenario.name.clone(),
@@ -155,6 +163,7 @@ impl Simulation {
                 .map(|(_, name)| name.to_string())
                 .collect(),
             final_state_digest,
+            learning: self.learning_report(),
         }
     }
 }

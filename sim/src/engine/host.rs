@@ -7,7 +7,7 @@ use mc_node::core::{self, ApiResponse, Counters, Input, Millis, Node, Output, Ti
 use mc_protocols::NodeId;
 use rand::Rng;
 
-use super::{EPOCH_MS, Event, Simulation};
+use super::{EPOCH_MS, Event, Simulation, learn};
 use crate::Error;
 use crate::checker::Invariant;
 use crate::disk::{Disk, Reply};
@@ -51,8 +51,9 @@ impl Host {
         let mut config = core::Config::new(format!("{}-{index:04}", regions::SITES[site].name));
         config.gossip = scenario.node.gossip;
         config.sync_interval_ms = scenario.node.sync_interval_ms;
-        // Learning scenarios are not simulated yet: no learning timer.
-        config.learning_tick_ms = None;
+        // Without a campaign, no learning timer: knowledge scenarios run as
+        // they always have.
+        config.learning_tick_ms = scenario.learning.as_ref().map(|l| l.tick_ms);
         Self {
             id: node_id(index),
             config,
@@ -83,8 +84,9 @@ impl Simulation {
     pub(super) fn boot(&mut self, n: usize) -> Result<(), Error> {
         let seed = self.seed_rng.next_u64();
         let now = self.node_now(n);
+        let secret = self.learning.as_ref().map(|l| l.secret(n));
         let host = &mut self.hosts[n];
-        let node = Node::new(
+        let mut node = Node::new(
             host.config.clone(),
             host.id.clone(),
             host.disk.restored(),
@@ -95,6 +97,10 @@ impl Simulation {
             node: host.id.to_string(),
             source: Box::new(source),
         })?;
+        if let Some(secret) = secret {
+            // The node's identity key, which survives restarts.
+            node.set_signing_key(secret);
+        }
         host.core = Some(node);
         host.router = Router::new();
         host.timers.clear();
@@ -138,6 +144,7 @@ impl Simulation {
         while let Some(output) = self.hosts[n].core.as_mut().and_then(Node::poll_output) {
             match output {
                 Output::Send { to, bytes } => {
+                    let bytes = self.on_the_wire(n, bytes);
                     if !self.send(n, &to, bytes) {
                         self.feedback(n, Input::SendFailed(to));
                     }
@@ -161,6 +168,10 @@ impl Simulation {
                         },
                     );
                 }
+                Output::Reply {
+                    id: learn::CAMPAIGN_REQUEST,
+                    response,
+                } => self.campaign_created(n, response),
                 Output::Reply { id, response } => {
                     if self.hosts[n].unsafe_acks {
                         self.release(n, (id, response));
@@ -169,13 +180,16 @@ impl Simulation {
                     }
                 }
                 Output::ScheduleTimer { timer, at } => self.schedule_timer(n, timer, at),
-                // Knowledge scenarios run with learning off (see `Host::new`).
-                Output::Train(_) | Output::ModelReady(_) => {}
+                Output::Train(job) => self.train(n, job),
+                Output::ModelReady(model) => self.model_ready(n, model),
             }
         }
         if changed {
             self.hosts[n].last_change = self.now;
             self.check_arrivals(n, via);
+            if self.learning.is_some() {
+                self.check_rounds(n);
+            }
         }
     }
 

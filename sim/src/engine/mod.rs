@@ -9,18 +9,20 @@
 //!
 //! The submodules split the work by role: `host` feeds one core and applies
 //! its outputs, `net` moves messages and gossip frames, `chaos` applies
-//! faults and manages connections, `checks` runs the invariants, and
-//! `finish` builds the report.
+//! faults and manages connections, `checks` runs the invariants, `learn`
+//! serves a learning campaign (local training, Byzantine participants, its
+//! checks), and `finish` builds the report.
 
 mod chaos;
 mod checks;
 mod finish;
 mod host;
+mod learn;
 mod net;
 
 use std::collections::BTreeMap;
 
-use mc_node::core::Timer;
+use mc_node::core::{Timer, TrainResult};
 use mc_protocols::NodeId;
 use rand::rngs::ChaCha8Rng;
 
@@ -38,6 +40,7 @@ use crate::workload::Generator;
 use crate::{Error, faults};
 
 use host::Host;
+use learn::Learning;
 
 /// Virtual time zero, as the cores see it: 2026-01-01T00:00:00Z in Unix ms.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
@@ -95,6 +98,14 @@ enum Event {
     FaultEnd { index: usize, nodes: Vec<usize> },
     /// Convergence deadline of window `index`.
     Deadline { index: usize },
+    /// `node` creates the scenario's learning campaign.
+    CreateCampaign { node: usize },
+    /// `node`'s local training is done: its core gets the result.
+    Trained {
+        node: usize,
+        incarnation: u32,
+        result: TrainResult,
+    },
     /// The run ends.
     End,
 }
@@ -107,7 +118,9 @@ impl Event {
             Event::Timer { node, .. }
             | Event::Heartbeat { node, .. }
             | Event::Flushed { node, .. }
-            | Event::Notify { node, .. } => Some(*node),
+            | Event::Notify { node, .. }
+            | Event::CreateCampaign { node }
+            | Event::Trained { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -162,6 +175,8 @@ pub struct Simulation {
     stats: Stats,
     finished: bool,
     scratch: Vec<usize>,
+    /// The learning campaign, when the scenario has one.
+    learning: Option<Box<Learning>>,
 }
 
 impl Simulation {
@@ -172,7 +187,16 @@ impl Simulation {
         let streams = Streams::new(seed);
         let n = scenario.nodes;
         let site_of = scenario.site_of();
-        let links = Table::random(n, scenario.network.peers, &mut streams.stream("topology"));
+        let learning = match &scenario.learning {
+            Some(config) => Some(Box::new(Learning::new(config, n, &streams)?)),
+            None => None,
+        };
+        let links = if learning.is_some() {
+            // Updates go only to connected participants: members dial each other.
+            Table::from_edges(n, (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))))
+        } else {
+            Table::random(n, scenario.network.peers, &mut streams.stream("topology"))
+        };
         let net = Model::new(
             scenario.network.clone(),
             site_of.clone(),
@@ -230,6 +254,7 @@ impl Simulation {
             stats: Stats::default(),
             finished: false,
             scratch: Vec::new(),
+            learning,
             scenario,
         })
     }
@@ -265,6 +290,11 @@ impl Simulation {
         }
         for (index, fault) in self.scenario.faults.iter().enumerate() {
             self.queue.push(secs(fault.at_s()), Event::Fault { index });
+        }
+        if let Some(l) = &self.scenario.learning {
+            let node = l.creator;
+            self.queue
+                .push(secs(l.start_at_s), Event::CreateCampaign { node });
         }
         self.queue.push(self.end, Event::End);
         Ok(())
@@ -321,6 +351,12 @@ impl Simulation {
             Event::Fault { index } => self.fault(index),
             Event::FaultEnd { index, nodes } => self.fault_end(index, &nodes),
             Event::Deadline { index } => self.deadline(index),
+            Event::CreateCampaign { node } => self.create_campaign(node),
+            Event::Trained {
+                node,
+                incarnation,
+                result,
+            } => self.trained(node, incarnation, result),
             Event::End => {
                 self.end_checks();
                 self.finished = true;
@@ -372,12 +408,7 @@ impl Simulation {
         if self.violation.is_some() {
             return;
         }
-        let name = match invariant {
-            Invariant::MessageSize => "message-size",
-            Invariant::NoLostWrite => "no-lost-write",
-            Invariant::Convergence => "convergence",
-            Invariant::Restart => "restart",
-        };
+        let name = invariant.name();
         self.trace
             .record(self.now, node.unwrap_or(usize::MAX), What::Check { name });
         self.violation = Some(Violation {
