@@ -54,10 +54,52 @@ impl KnowledgeBase {
     /// The next sync message to send to the peer of `session`, or `None` if there is nothing to
     /// send (the peer is up to date, or we are waiting for its reply).
     pub fn generate_sync_message(&mut self, session: &mut SyncSession) -> Option<Vec<u8>> {
+        if self.nothing_to_send(session) {
+            return None;
+        }
         self.doc
             .sync()
             .generate_sync_message(&mut session.state)
             .map(Message::encode)
+    }
+
+    /// The cases in which Automerge's `generate_sync_message` returns `None`,
+    /// decided before it builds a Bloom filter and a change list (which
+    /// costs time that grows with the document, for every peer at every
+    /// anti-entropy round, even when the peer is up to date):
+    ///
+    /// - we already answered, our heads have not changed since, and the
+    ///   peer's heads equal ours (it needs nothing and has nothing new);
+    /// - we already answered, our heads have not changed since, and our
+    ///   last message is still unanswered.
+    ///
+    /// Automerge would first check that the changes the peer last said it
+    /// has are all known here (and send a reset otherwise); with equal heads
+    /// that holds by construction, and in the second case it is checked.
+    fn nothing_to_send(&mut self, session: &SyncSession) -> bool {
+        let state = &session.state;
+        if !state.have_responded || state.read_only {
+            return false;
+        }
+        let heads = self.doc.get_heads();
+        if state.last_sent_heads != heads {
+            return false;
+        }
+        if state.their_heads.as_ref() == Some(&heads) {
+            // Equal heads: the peer's history is ours, so every change it
+            // says it has is known here.
+            return true;
+        }
+        state.in_flight
+            && state
+                .their_have
+                .as_ref()
+                .and_then(|have| have.first())
+                .is_none_or(|have| {
+                    have.last_sync
+                        .iter()
+                        .all(|h| self.doc.get_change_by_hash(h).is_some())
+                })
     }
 
     /// Applies a sync message from the peer of `session`; returns whether our heads changed.
