@@ -79,7 +79,7 @@
 //!   [`Evaluation`].
 //! - [`model_file`]: safetensors bytes and files, and [`FileError`].
 //! - [`custom`], [`transfer`], [`federated`]: the three workflows.
-//! - [`bench`]: `mc-learn bench federated`, local-only vs central vs
+//! - [`mod@bench`]: `mc-learn bench federated`, local-only vs central vs
 //!   federated training on synthetic non-IID data, and the aggregation
 //!   rules under Byzantine participants (the binary is
 //!   `src/bin/mc-learn.rs`).

@@ -19,6 +19,10 @@
 //!    [`Collector::aggregate`] with the campaign's rule gives the next global
 //!    model.
 //!
+//! Byzantine participants report honest moments in round 0 and attack the
+//! model rounds only: every attack is defined relative to the round's base
+//! model, which the moments round does not have.
+//!
 //! One collector stands for every node: nodes that accept the same set hold
 //! byte-identical models, which is what [`OfferOrder`] lets a test check.
 //!
@@ -188,7 +192,8 @@ pub fn run(
     let keys = participant_keys(orgs.len(), settings.seed);
     let participants: BTreeSet<AuthorKey> =
         keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
-    let campaign = CampaignId::from_name(&format!("mc-learn-bench/{}/{}", schema.name, settings.seed));
+    let campaign =
+        CampaignId::from_name(&format!("mc-learn-bench/{}/{}", schema.name, settings.seed));
     let mut order_rng = match settings.offer_order {
         OfferOrder::Shuffled(seed) => Some(ChaCha8Rng::seed_from_u64(seed)),
         _ => None,
@@ -250,12 +255,12 @@ pub fn run(
         let trained = train_all(schema, &normaliser, &global, orgs, &cfg, settings.jobs);
         let train_ms = ms_since(started);
         let base_hash = model_hash(&global);
-        let mut updates = Vec::with_capacity(orgs.len());
+        let mut slots = Vec::with_capacity(orgs.len());
         for (i, result) in trained.into_iter().enumerate() {
             // The node logs a failed local step and sits the round out.
             let Ok((weights, samples)) = result else {
                 *rejections.entry(TRAINING_FAILED.to_owned()).or_default() += 1;
-                updates.push(None);
+                slots.push(None);
                 continue;
             };
             let corrupt = attack.filter(|(_, who)| who.contains(&i));
@@ -264,7 +269,7 @@ pub fn run(
                 None => weights,
             };
             let signed = update::sign(&keys[i], campaign, round, base_hash, samples, weights)?;
-            updates.push(Some((signed, corrupt.is_some())));
+            slots.push(Some((signed, corrupt.is_some())));
         }
         let mut collector = Collector::new(RoundConfig {
             campaign,
@@ -277,7 +282,6 @@ pub fn run(
                 max: settings.max_update_norm,
             },
         })?;
-        let mut slots = updates;
         let (mut accepted, mut rejected) = (0, 0);
         let started = Instant::now();
         for i in offer_order() {
@@ -307,7 +311,8 @@ pub fn run(
             Err(e) => return Err(e.into()),
         }
         let held_out_r2 = if settings.track {
-            let model = Model::from_flat(schema, normaliser.clone(), &global, settings.train.device)?;
+            let model =
+                Model::from_flat(schema, normaliser.clone(), &global, settings.train.device)?;
             let r2: Vec<f64> = score_all(&model, orgs)?.iter().map(|s| s.r2).collect();
             Some((
                 r2.iter().sum::<f64>() / r2.len() as f64,
@@ -348,6 +353,9 @@ pub fn run(
     })
 }
 
+/// One participant's new weights and sample count, or why its training failed.
+type LocalUpdate = Result<(Vec<f32>, u64), ModelError>;
+
 /// Every participant's local update of one round, in participant order.
 fn train_all(
     schema: &ModelSchema,
@@ -356,7 +364,7 @@ fn train_all(
     orgs: &[Org],
     cfg: &TrainConfig,
     jobs: usize,
-) -> Vec<Result<(Vec<f32>, u64), ModelError>> {
+) -> Vec<LocalUpdate> {
     let train = |org: &Org| {
         federated::local_update(schema, normaliser, global, &org.train, cfg.epochs, cfg)
     };
@@ -383,8 +391,7 @@ fn train_all(
             .flat_map(|w| w.join().expect("a training thread panicked"))
             .collect::<Vec<_>>()
     });
-    let mut out: Vec<Option<Result<(Vec<f32>, u64), ModelError>>> =
-        (0..orgs.len()).map(|_| None).collect();
+    let mut out: Vec<Option<LocalUpdate>> = (0..orgs.len()).map(|_| None).collect();
     for (i, result) in results {
         out[i] = Some(result);
     }

@@ -118,7 +118,7 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// The figures of the issue: 20 organisations, seed 1, 30 rounds of 2
+    /// The figures of the issue: 20 organisations, seed 1, 60 rounds of 2
     /// local epochs with the node's campaign batch and learning rate,
     /// FedAvg, 20 % Byzantine (sign-flip ×4, scaling ×10).
     fn default() -> Self {
@@ -128,7 +128,7 @@ impl Default for Options {
             seed: 1,
             max_rows: None,
             train_fraction: crate::custom::DEFAULT_TRAIN_FRACTION,
-            rounds: 30,
+            rounds: 60,
             local_epochs: 2,
             batch_size: CAMPAIGN_BATCH,
             learning_rate: CAMPAIGN_LR,
@@ -373,7 +373,9 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
         return Err(BenchError::BadOptions("train_fraction must be in (0, 1)"));
     }
     if opts.rounds == 0 || opts.local_epochs == 0 {
-        return Err(BenchError::BadOptions("rounds and local epochs must be positive"));
+        return Err(BenchError::BadOptions(
+            "rounds and local epochs must be positive",
+        ));
     }
     let schema = schema::builtin_named(&opts.model)
         .filter(|s| s.task == mc_learn_core::Task::Regression)
@@ -419,14 +421,22 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
         "federated: {}, {} rounds × {} local epochs",
         opts.rule, opts.rounds, opts.local_epochs
     ));
-    let run = campaign::run(&schema, &orgs, &opts.campaign(opts.rule, true), None, progress)?;
+    let run = campaign::run(
+        &schema,
+        &orgs,
+        &opts.campaign(opts.rule, true),
+        None,
+        progress,
+    )?;
     let federated_scores = baseline::score_all(&model_of(&schema, &run, opts.device)?, &orgs)?;
     wall.federated = lap(&mut phase);
 
     let byzantine_report = if byzantine.is_empty() {
         None
     } else {
-        Some(byzantine_runs(&schema, &orgs, &byzantine, opts, &run, progress)?)
+        Some(byzantine_runs(
+            &schema, &orgs, &byzantine, opts, &run, progress,
+        )?)
     };
     wall.byzantine = lap(&mut phase);
 

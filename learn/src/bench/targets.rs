@@ -59,7 +59,7 @@ pub fn check(orgs: &[OrgReport], byzantine: Option<&ByzantineReport>) -> Vec<Che
 fn every_org_r2(orgs: &[OrgReport]) -> Check {
     let below: Vec<String> = orgs
         .iter()
-        .filter(|o| !(o.federated.r2 >= MIN_R2))
+        .filter(|o| o.federated.r2.is_nan() || o.federated.r2 < MIN_R2)
         .map(|o| format!("{} {:.3}", o.name, o.federated.r2))
         .collect();
     let worst = orgs
@@ -94,11 +94,11 @@ fn small_orgs_gain(orgs: &[OrgReport]) -> Check {
         detail: if gains.is_empty() {
             "no organisation that small (vacuous)".into()
         } else {
-            gains
+            let changes: Vec<String> = gains
                 .iter()
-                .map(|(name, g)| format!("{name} −{:.1} %", g * 100.0))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .map(|(name, g)| format!("{name} {:+.1} %", -g * 100.0))
+                .collect();
+            format!("MAE change vs local-only: {}", changes.join(", "))
         },
     }
 }
@@ -140,6 +140,15 @@ fn close_to_central(orgs: &[OrgReport]) -> [Check; 2] {
     ]
 }
 
+/// `+0.1234`, or `+1.25e5` for the figures of a model that blew up.
+pub(super) fn signed(v: f64) -> String {
+    if v.abs() < 1e3 {
+        format!("{v:+.4}")
+    } else {
+        format!("{v:+.2e}")
+    }
+}
+
 fn robustness(b: &ByzantineReport) -> Vec<Check> {
     b.rules
         .iter()
@@ -151,7 +160,7 @@ fn robustness(b: &ByzantineReport) -> Vec<Check> {
                 .collect();
             let detail = drops
                 .iter()
-                .map(|(label, d)| format!("{label}: drop {d:+.4}"))
+                .map(|(label, d)| format!("{label}: drop {}", signed(*d)))
                 .collect::<Vec<_>>()
                 .join("; ");
             if r.rule == Rule::FedAvg {
@@ -161,7 +170,7 @@ fn robustness(b: &ByzantineReport) -> Vec<Check> {
                         "plain FedAvg degrades visibly under attack (mean honest R² drop ≥ {VISIBLE_DROP})"
                     ),
                     // A NaN (a model that blew up) counts as degraded.
-                    passed: drops.iter().all(|(_, d)| !(*d < VISIBLE_DROP)),
+                    passed: drops.iter().all(|(_, d)| d.is_nan() || *d >= VISIBLE_DROP),
                     detail,
                 }
             } else {

@@ -1,0 +1,195 @@
+//! `mc-learn bench federated` at toy size: the report has every part, the
+//! federated model does not depend on the order updates reach the
+//! collector (nor on the training thread count), and the Byzantine updates
+//! are counted.
+
+use mc_learn::bench::{self, Options, campaign, data};
+use mc_learn::tch::Device;
+use mc_learn_core::aggregate::Rule;
+
+fn tiny() -> Options {
+    // Tiny layers: libtorch's intra-op threads would only add overhead.
+    mc_learn::tch::set_num_threads(1);
+    Options {
+        orgs: 4,
+        seed: 3,
+        max_rows: Some(200),
+        rounds: 2,
+        local_epochs: 1,
+        baseline_epochs: 2,
+        byzantine_fraction: 0.25,
+        device: Device::Cpu,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn tiny_benchmark_reports_every_part() {
+    let opts = tiny();
+    let mut lines = Vec::new();
+    let report = bench::federated(&opts, &mut |l| lines.push(l.to_owned())).unwrap();
+    assert!(!lines.is_empty(), "progress is reported");
+
+    assert_eq!(report.orgs.len(), 4);
+    for org in &report.orgs {
+        assert_eq!((org.rows, org.train_rows, org.test_rows), (200, 160, 40));
+        for s in [org.local, org.central, org.federated] {
+            assert!(
+                s.r2.is_finite() && s.mae.is_finite() && s.mae >= 0.0,
+                "{org:?}"
+            );
+        }
+    }
+    assert_eq!(report.federated.rounds.len(), 2);
+    for round in &report.federated.rounds {
+        assert_eq!((round.accepted, round.rejected), (4, 0));
+        assert!(round.held_out_r2.is_some());
+    }
+    assert!(report.federated.rejections.is_empty());
+
+    // One Byzantine participant of four, attacking in both rounds.
+    let byzantine = report.byzantine.as_ref().expect("a Byzantine section");
+    assert_eq!(byzantine.participants, vec!["org-03".to_owned()]);
+    assert!(report.orgs[3].byzantine && !report.orgs[0].byzantine);
+    let rules: Vec<Rule> = byzantine.rules.iter().map(|r| r.rule).collect();
+    assert_eq!(rules, opts.byzantine_rules(1));
+    for rule in &byzantine.rules {
+        assert_eq!(rule.clean.byzantine_offered, 0);
+        assert_eq!(rule.attacked.len(), 2);
+        for (attack, run) in &rule.attacked {
+            assert_eq!(run.byzantine_offered, 2, "{} {attack:?}", rule.rule);
+            // Far under the norm bound: every corrupted update is accepted.
+            assert_eq!(run.byzantine_accepted, 2, "{} {attack:?}", rule.rule);
+            assert!(run.rejections.is_empty());
+            if rule.rule == Rule::FedAvg {
+                assert_ne!(run.model_hash, rule.clean.model_hash);
+            }
+        }
+    }
+    // The federated run doubles as FedAvg's clean run.
+    assert_eq!(
+        byzantine.rules[0].clean.model_hash,
+        report.federated.model_hash
+    );
+
+    let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "a",
+            "b",
+            "c1",
+            "c2",
+            "d-fedavg",
+            "d-median",
+            "d-trimmed-mean",
+            "d-multi-krum"
+        ]
+    );
+    let text = bench::render::render(&report);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("PASS (") || l.starts_with("FAIL ("))
+            .count(),
+        ids.len()
+    );
+    assert!(text.contains("org-03") && text.contains("sign-flip ×4"));
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["options"]["rule"], "fedavg");
+    assert_eq!(json["checks"].as_array().unwrap().len(), ids.len());
+}
+
+#[test]
+fn federated_model_is_independent_of_offer_order_and_threads() {
+    let opts = tiny();
+    let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
+    let orgs = data::consortium(&schema, 4, opts.seed, Some(200), 0.8).unwrap();
+    let byzantine = [3];
+    for rule in [Rule::FedAvg, Rule::Median, Rule::MultiKrum { f: 1, m: 3 }] {
+        let hashes: Vec<String> = [
+            (campaign::OfferOrder::Forward, 1),
+            (campaign::OfferOrder::Reverse, 1),
+            (campaign::OfferOrder::Shuffled(11), 2),
+        ]
+        .into_iter()
+        .map(|(offer_order, jobs)| {
+            let settings = campaign::Settings {
+                rounds: 2,
+                local_epochs: 1,
+                train: mc_learn::TrainConfig {
+                    batch_size: 64,
+                    learning_rate: 2e-3,
+                    device: Device::Cpu,
+                    ..Default::default()
+                },
+                rule,
+                max_update_norm: 1_000.0,
+                seed: 5,
+                offer_order,
+                jobs,
+                track: false,
+            };
+            let attack = campaign::Attack::SignFlip { scale: 4.0 };
+            let run = campaign::run(
+                &schema,
+                &orgs,
+                &settings,
+                Some((attack, &byzantine[..])),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(run.byzantine_offered, 2);
+            run.model_hash
+        })
+        .collect();
+        assert!(hashes.iter().all(|h| *h == hashes[0]), "{rule}: {hashes:?}");
+    }
+}
+
+#[test]
+fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
+    mc_learn::tch::set_num_threads(1);
+    let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
+    let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
+    let honest = campaign::Settings {
+        rounds: 1,
+        local_epochs: 1,
+        train: mc_learn::TrainConfig {
+            device: Device::Cpu,
+            ..Default::default()
+        },
+        rule: Rule::FedAvg,
+        max_update_norm: f64::MAX,
+        seed: 5,
+        offer_order: campaign::OfferOrder::Forward,
+        jobs: 1,
+        track: false,
+    };
+    // Measure how far one honest round moves the model, then bound the
+    // update norm at 20 times that: honest updates pass, 1000× ones cannot.
+    let base = mc_learn_core::init::init_weights(&schema, 5);
+    let run = campaign::run(&schema, &orgs, &honest, None, &mut |_| {}).unwrap();
+    let moved: f64 = run
+        .weights
+        .iter()
+        .zip(&base)
+        .map(|(w, b)| f64::from(w - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let bounded = campaign::Settings {
+        max_update_norm: 20.0 * moved,
+        ..honest
+    };
+    let run = campaign::run(
+        &schema,
+        &orgs,
+        &bounded,
+        Some((campaign::Attack::Scale { factor: 1000.0 }, &[0, 3][..])),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(run.byzantine_offered, 2);
+    assert_eq!(run.byzantine_accepted, 0);
+    assert_eq!(run.rejections.get("norm_too_large"), Some(&2));
+    assert_eq!(run.rounds[0].accepted + run.rounds[0].rejected, 4);
+}
