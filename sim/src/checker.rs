@@ -29,7 +29,8 @@
 //! - **Campaign completes** — at the end, every honest participant that
 //!   never crashed has finished the campaign (`Output::ModelReady`).
 //! - **Model quality** — at the end, the final model scores at least
-//!   `r2_floor` on every honest organisation's held-out rows.
+//!   `score_floor` on every honest organisation's held-out rows, and
+//!   `pooled_score_floor` on all of them pooled.
 //!
 //! A violation stops the run; [`Violation`] prints the seed, the replay
 //! command and the last events (see [`crate::trace`]).

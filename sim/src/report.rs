@@ -183,8 +183,12 @@ pub struct ScoreReport {
     pub spread: Spread,
     /// The organisation with the smallest score.
     pub worst_org: String,
-    /// The floor checked, if any.
+    /// The floor every organisation's score was checked against, if any.
     pub floor: Option<f64>,
+    /// The score over every honest organisation's held-out rows pooled.
+    pub pooled: f64,
+    /// The floor the pooled score was checked against, if any.
+    pub pooled_floor: Option<f64>,
 }
 
 /// Client writes.
@@ -350,6 +354,11 @@ impl Report {
     }
 }
 
+/// ` (floor x)` when there is one.
+fn floor(floor: Option<f64>) -> String {
+    floor.map_or(String::new(), |f| format!(" (floor {f})"))
+}
+
 impl LearningReport {
     fn summary(&self, s: &mut String) {
         let byzantine: Vec<String> = self
@@ -422,15 +431,16 @@ impl LearningReport {
         let sc = &self.score;
         let _ = writeln!(
             s,
-            "  final {} on {} honest orgs' held-out rows: mean {:.4}, min {:.4} ({}), max {:.4}{}",
+            "  final {} on {} honest orgs' held-out rows: pooled {:.4}{}; per org mean {:.4}, min {:.4} ({}){}, max {:.4}",
             sc.metric,
             sc.orgs,
+            sc.pooled,
+            floor(sc.pooled_floor),
             sc.spread.mean,
             sc.spread.min,
             sc.worst_org,
+            floor(sc.floor),
             sc.spread.max,
-            sc.floor
-                .map_or(String::new(), |f| format!(" (floor {f})"))
         );
         let _ = writeln!(
             s,

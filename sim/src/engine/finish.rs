@@ -94,7 +94,7 @@ impl Simulation {
             (learning.is_some(), "sabotage-refused"),
             (learning.is_some(), "campaign-completes"),
             (
-                learning.is_some_and(|l| l.r2_floor.is_some()),
+                learning.is_some_and(|l| l.score_floor.is_some() || l.pooled_score_floor.is_some()),
                 "model-quality",
             ),
         ];
