@@ -12,6 +12,7 @@
 //! ```text
 //! mc-sim list                                           # built-in scenarios
 //! mc-sim run partition-heal-100 --seed 7 [--json report.json]
+//! mc-sim run fl-byzantine-50 --seed 1                   # federated learning, Byzantine participants
 //! mc-sim sweep --nodes 10,30,100,300,1000 [--scenario partition-heal-100] [--out DIR]
 //! ```
 //!
@@ -37,6 +38,9 @@
 //! - [`gossip`] — a gossipsub-like mesh router per node.
 //! - [`disk`] — the store, flush latency and what a crash loses.
 //! - [`faults`], [`workload`], [`scenario`] — the scenario file format.
+//! - [`learning`] — a federated-learning campaign (`[learning]`): each
+//!   node's organisation and data, local training with `mc-learn`, and the
+//!   Byzantine participants' attacks.
 //! - [`checker`], [`trace`], [`metrics`], [`report`] — invariants, the event
 //!   trace printed on a violation, write tracking, the report.
 //! - [`sweep`], [`plot`] — a scenario at several cluster sizes: a table and
@@ -90,6 +94,21 @@
 //! for every batch before it. A crash drops the core, its unflushed batches,
 //! its held replies, its timers and its gossip state; a restart builds a new
 //! core with `Restored::from_pairs` over what was durable and a fresh seed.
+//!
+//! # Federated learning
+//!
+//! A scenario with a `[learning]` section turns the cores' learning timer on
+//! and gives every node an organisation's synthetic data; at `start_at_s` one
+//! node creates a campaign with every node as a participant, and the cores
+//! run it as they do in production — the declaration spreads through the
+//! knowledge document, updates are signed and sent point to point, each
+//! node's collector checks them and aggregates at the round's end. The
+//! engine serves the cores' `Output::Train` with the same `mc-learn` calls as
+//! `mc-node`'s learner, on the CPU with one torch thread, so the report stays
+//! byte-identical for a seed; the result reaches the core after a simulated
+//! compute time. Byzantine participants corrupt their weights before their
+//! core signs them, or have their signed updates broken on the wire. See
+//! [`learning`] for the format and [`checker`] for the four learning checks.
 //!
 //! # Faults and checks
 //!

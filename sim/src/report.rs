@@ -286,29 +286,34 @@ impl Report {
             self.virtual_s,
             self.events
         );
-        let _ = writeln!(
-            s,
-            "writes: {} issued, {} acknowledged, {} on every live node ({} skipped in check windows); \
-             delivery ratio {:.4}, {:.1} % of first arrivals by gossip",
-            w.issued,
-            w.acknowledged,
-            w.disseminated,
-            w.skipped_for_checks,
-            self.delivery_ratio,
-            100.0 * self.first_arrival_by_gossip
-        );
-        let _ = writeln!(
-            s,
-            "dissemination (request -> visible on all live nodes, {} writes): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            d.count, d.p50, d.p90, d.p99, d.max
-        );
-        let c = &self.dissemination_outside_faults_ms;
-        if c.count != d.count {
+        if w.issued == 0 {
+            // A learning scenario without client writes.
+            let _ = writeln!(s, "writes: none");
+        } else {
             let _ = writeln!(
                 s,
-                "  outside partitions, crashes and pauses ({} writes): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                c.count, c.p50, c.p90, c.p99, c.max
+                "writes: {} issued, {} acknowledged, {} on every live node ({} skipped in check windows); \
+                 delivery ratio {:.4}, {:.1} % of first arrivals by gossip",
+                w.issued,
+                w.acknowledged,
+                w.disseminated,
+                w.skipped_for_checks,
+                self.delivery_ratio,
+                100.0 * self.first_arrival_by_gossip
             );
+            let _ = writeln!(
+                s,
+                "dissemination (request -> visible on all live nodes, {} writes): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                d.count, d.p50, d.p90, d.p99, d.max
+            );
+            let c = &self.dissemination_outside_faults_ms;
+            if c.count != d.count {
+                let _ = writeln!(
+                    s,
+                    "  outside partitions, crashes and pauses ({} writes): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    c.count, c.p50, c.p90, c.p99, c.max
+                );
+            }
         }
         let checks: Vec<String> = self
             .convergence

@@ -7,6 +7,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use mc_node::core::Timer;
+
 use crate::gossip::MsgId;
 use crate::network::Kind;
 use crate::queue::Micros;
@@ -43,7 +45,7 @@ pub enum What {
         why: &'static str,
     },
     /// A core timer fired.
-    Timer,
+    Timer(Timer),
     /// A store flush completed.
     Flushed,
     /// A client request arrived.
@@ -130,7 +132,8 @@ impl fmt::Display for Entry {
                 id: None,
             } => write!(f, "gossip {} from n{from:04}", kind.name()),
             What::Dropped { from, why } => write!(f, "dropped a message from n{from:04}: {why}"),
-            What::Timer => f.write_str("core timer"),
+            What::Timer(Timer::AntiEntropy) => f.write_str("anti-entropy timer"),
+            What::Timer(Timer::Learning) => f.write_str("learning timer"),
             What::Flushed => f.write_str("store flush done"),
             What::Write { write } => write!(f, "client PUT w/{write:08}"),
             What::Ack { write } => write!(f, "client ack w/{write:08}"),

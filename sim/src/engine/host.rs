@@ -275,7 +275,7 @@ impl Simulation {
             return;
         }
         host.timers.remove(&timer);
-        self.trace.record(self.now, n, What::Timer);
+        self.trace.record(self.now, n, What::Timer(timer));
         self.input(n, Input::TimerExpired(timer), Via::Sync);
     }
 

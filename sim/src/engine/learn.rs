@@ -277,17 +277,6 @@ impl Simulation {
     pub(super) fn model_ready(&mut self, n: usize, model: FinishedModel) {
         let now = self.now;
         if let Some(l) = self.learning.as_mut() {
-            if n == 0 && std::env::var("MC_DEBUG").is_ok() {
-                let f = (model.moments.len() - 2) / 2;
-                for j in 0..=f {
-                    let (m, sq) = if j < f {
-                        (model.moments[j], model.moments[f + j])
-                    } else {
-                        (model.moments[2 * f], model.moments[2 * f + 1])
-                    };
-                    eprintln!("col {j}: mean {m} meansq {sq} var {}", sq - m * m);
-                }
-            }
             l.finished[n].get_or_insert((now, model));
         }
     }

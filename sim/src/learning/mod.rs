@@ -19,8 +19,8 @@
 //! compute_ms = 200            # simulated duration of a local job: a fixed part
 //! compute_us_per_row_epoch = 20   # plus this per training row and epoch
 //! compute_spread = 0.5        # node k is slower by a factor drawn in [1, 1 + spread]
-//! score_floor = -20          # the final model's R² (F1) on every honest org's held-out rows …
-//! pooled_score_floor = 0.5    # … and on all of them pooled
+//! score_floor = -100          # the final model's R² (F1) on every honest org's held-out rows …
+//! pooled_score_floor = 0.4    # … and on all of them pooled
 //! byzantine = { sign_flip = 3, scale = 3, noise = 2, nan = 1, forged = 1, tampered = 1, impostor = 1 }
 //! attack = { flip_factor = 4.0, scale_factor = 10.0, noise_std = 1.0, moments = false }
 //! ```
@@ -41,15 +41,22 @@
 //!   `mc_learn` calls as `mc-node`'s learner (moments, or `local_update` from
 //!   the round's base with the pooled normaliser) on the CPU with one torch
 //!   thread, and feeds `Input::Trained` back after a simulated compute time
-//!   ([`train`]).
+//!   ([`train`]): `compute_ms` plus `compute_us_per_row_epoch` per training
+//!   row and epoch, times the node's slowness. (The real computation takes
+//!   about 5 µs per row and epoch for the built-in models on one core of the
+//!   2-core development VM; the default of 20 µs stands for a busier or
+//!   smaller machine.)
 //! - **Byzantine participants** ([`Behaviour`], drawn from the seed among the
 //!   nodes other than the creator). `sign_flip`, `scale`, `noise` and `nan`
 //!   change the weights the driver hands to its core, which then signs them:
 //!   validly signed bad updates that robust aggregation (or, for NaN, the
 //!   collector's finiteness check) must handle. They attack the model
 //!   rounds; the moments of round 0 only with `attack.moments = true` (NaN
-//!   always), because `mc-learn bench federated` leaves them honest too. `forged`, `tampered` and
-//!   `impostor` nodes train honestly, but the simulator rewrites every update
+//!   always), as `mc-learn bench federated` does — the core takes the
+//!   coordinate-wise median of means and of mean squares separately under a
+//!   robust rule, and a few corrupted moments can make the resulting
+//!   variance negative, which floors the normaliser's deviation and wrecks
+//!   every model. `forged`, `tampered` and `impostor` nodes train honestly, but the simulator rewrites every update
 //!   chunk they send, after signing ([`attack::sabotage`]): a signature by
 //!   another key (`bad_signature`), weights changed under a valid signature
 //!   (`weights_mismatch`), or the update re-signed by a key outside the
