@@ -108,6 +108,9 @@
 //! - [`metrics`]: R², MAE, RMSE, [`metrics::Classification`], the mean and
 //!   last-value baselines, and drift ([`metrics::psi`],
 //!   [`metrics::DriftDetector`]).
+//! - [`plan`]: what a campaign's participants do in a round (the same
+//!   number of local steps, a decaying learning rate) and how round 0's
+//!   moments are pooled under FedAvg and under robust rules.
 //! - `kernel` (private): the fixed-order numeric loops aggregation
 //!   relies on for bit-identical results; `wire` (private): serde adapters
 //!   for byte fields.
@@ -125,6 +128,7 @@ pub mod digest;
 pub mod init;
 mod kernel;
 pub mod metrics;
+pub mod plan;
 pub mod round;
 pub mod schema;
 pub mod synth;
@@ -138,6 +142,6 @@ pub use ed25519_dalek;
 pub use chunk::Chunk;
 pub use dataset::Dataset;
 pub use digest::{AuthorKey, CampaignId, Digest, model_hash};
-pub use schema::{ModelSchema, Task};
+pub use schema::{ModelSchema, TargetScale, Task};
 pub use table::Table;
 pub use update::{SignedUpdate, UpdateHeader};

@@ -50,6 +50,26 @@ pub enum Task {
     BinaryClassification,
 }
 
+/// The scale on which a regression model learns its target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetScale {
+    /// The target as it is.
+    #[default]
+    Linear,
+    /// Its natural logarithm: errors count relative to the value, so an
+    /// organisation whose latency is 30 ms matters as much as one at
+    /// 3,000 ms. The target must be positive; predictions are positive.
+    Log,
+}
+
+impl TargetScale {
+    /// Whether this is [`TargetScale::Linear`] (left out of the JSON form).
+    pub fn is_linear(&self) -> bool {
+        *self == TargetScale::Linear
+    }
+}
+
 /// A model declaration. Its JSON form is the body of `POST /v1/models`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +86,10 @@ pub struct ModelSchema {
     /// linear model.
     #[serde(default = "default_hidden_layers")]
     pub hidden_layers: Vec<u32>,
+    /// The scale the target is learnt on (regression only; `linear` when
+    /// left out).
+    #[serde(default, skip_serializing_if = "TargetScale::is_linear")]
+    pub target_scale: TargetScale,
 }
 
 fn default_hidden_layers() -> Vec<u32> {
@@ -95,6 +119,9 @@ pub enum SchemaError {
     /// The target is also a feature.
     #[error("target column {0:?} is also a feature")]
     TargetIsFeature(String),
+    /// A log target scale on a classifier.
+    #[error("target_scale \"log\" needs task \"regression\"")]
+    LogScaleNeedsRegression,
     /// Too many hidden layers, or one of width 0 or above the maximum.
     #[error("hidden layers {0:?}: at most {MAX_HIDDEN_LAYERS} layers of width 1-{MAX_LAYER_WIDTH}")]
     BadLayers(Vec<u32>),
@@ -145,6 +172,9 @@ impl ModelSchema {
         {
             return Err(SchemaError::BadLayers(self.hidden_layers.clone()));
         }
+        if self.target_scale == TargetScale::Log && self.task != Task::Regression {
+            return Err(SchemaError::LogScaleNeedsRegression);
+        }
         Ok(())
     }
 
@@ -168,19 +198,28 @@ impl ModelSchema {
 
 /// The built-in operations models: `latency`, `error_rate` and `memory`
 /// (regression) and the `anomaly` classifier, all over [`OPS_FEATURES`].
+/// Latency is learnt on a log scale: it is multiplicative in load and work,
+/// and organisations' latencies differ by orders of magnitude.
 pub fn builtin() -> Vec<ModelSchema> {
-    let ops = |name: &str, task, target: &str| ModelSchema {
+    let ops = |name: &str, task, target: &str, target_scale| ModelSchema {
         name: name.to_owned(),
         task,
         features: OPS_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
         target: target.to_owned(),
         hidden_layers: default_hidden_layers(),
+        target_scale,
     };
+    use TargetScale::{Linear, Log};
     vec![
-        ops("latency", Task::Regression, TARGET_LATENCY),
-        ops("error_rate", Task::Regression, TARGET_ERROR_RATE),
-        ops("memory", Task::Regression, TARGET_MEMORY),
-        ops("anomaly", Task::BinaryClassification, TARGET_ANOMALY),
+        ops("latency", Task::Regression, TARGET_LATENCY, Log),
+        ops("error_rate", Task::Regression, TARGET_ERROR_RATE, Linear),
+        ops("memory", Task::Regression, TARGET_MEMORY, Linear),
+        ops(
+            "anomaly",
+            Task::BinaryClassification,
+            TARGET_ANOMALY,
+            Linear,
+        ),
     ]
 }
 
@@ -211,7 +250,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.hidden_layers, vec![32, 16]);
+        assert_eq!(s.target_scale, TargetScale::Linear);
         assert_eq!(s.layer_sizes(), vec![2, 32, 16, 1]);
+        assert!(
+            !serde_json::to_string(&s).unwrap().contains("target_scale"),
+            "a linear scale is left out, so older declarations keep their form"
+        );
+        let log: ModelSchema = serde_json::from_str(
+            r#"{"name":"m","task":"regression","features":["a"],"target":"y","target_scale":"log"}"#,
+        )
+        .unwrap();
+        assert_eq!(log.target_scale, TargetScale::Log);
+        let mut bad = log.clone();
+        bad.task = Task::BinaryClassification;
+        assert_eq!(bad.validate(), Err(SchemaError::LogScaleNeedsRegression));
         let mut bad = s.clone();
         bad.target = "a".into();
         assert_eq!(

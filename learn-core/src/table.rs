@@ -239,6 +239,7 @@ mod tests {
             features: features.iter().map(|s| (*s).to_owned()).collect(),
             target: target.into(),
             hidden_layers: vec![],
+            target_scale: Default::default(),
         }
     }
 

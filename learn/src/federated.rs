@@ -1,30 +1,66 @@
 //! One participant's step of a federated round: start from the global
-//! weights, train on local rows, hand back the new weights and the number
-//! of rows they were trained on (FedAvg's weight).
+//! weights, train on local rows for the round's [`StepPlan`], hand back the
+//! new weights and the number of rows they were trained on (FedAvg's
+//! weight).
 //!
 //! Every participant must use the same [`Normaliser`] (pooled from
 //! everyone's [`crate::Moments`]) so that the weights mean the same thing
 //! on every node; the signing, exchange and aggregation of the result are
 //! `mc_learn_core`'s.
 
+use mc_learn_core::plan::StepPlan;
 use mc_learn_core::{Dataset, ModelSchema};
+use tch::Device;
 
-use crate::{Model, ModelError, Normaliser, TrainConfig};
+use crate::{Model, ModelError, Normaliser, Optimiser, TrainConfig};
 
-/// Trains the global model `global_flat` for `epochs` epochs on `data` with
-/// `cfg` (its `epochs` is replaced, its `seed` orders the minibatches) and
+/// The optimiser of local steps: Adam, restarted every round. `mc-learn
+/// bench federated` (20 non-IID organisations, 60 rounds) compared it with
+/// SGD with momentum 0.9: under FedAvg the two end close (mean held-out R²
+/// 0.74 with Adam at learning rate 0.005 against 0.76 with SGD at 0.02),
+/// but under the coordinate-wise median SGD's updates, whose sizes differ
+/// from member to member with the gradients, made the clean model diverge
+/// (mean R² −1.9 against Adam's 0.67).
+pub const LOCAL_OPTIMISER: Optimiser = Optimiser::Adam;
+
+/// Trains the global model `global_flat` on `data` as `plan` says (its
+/// steps, batch size and learning rate; `seed` orders the minibatches) and
 /// returns the new flat weights and the number of rows trained on.
 pub fn local_update(
     schema: &ModelSchema,
     normaliser: &Normaliser,
     global_flat: &[f32],
     data: &Dataset,
-    epochs: usize,
-    cfg: &TrainConfig,
+    plan: &StepPlan,
+    seed: u64,
+    device: Device,
 ) -> Result<(Vec<f32>, u64), ModelError> {
-    let mut model = Model::from_flat(schema, normaliser.clone(), global_flat, cfg.device)?;
-    let report = model.train(data, &TrainConfig { epochs, ..*cfg })?;
+    let mut model = Model::from_flat(schema, normaliser.clone(), global_flat, device)?;
+    let cfg = TrainConfig {
+        batch_size: plan.batch_size as usize,
+        learning_rate: plan.learning_rate,
+        seed,
+        device,
+        ..TrainConfig::default()
+    };
+    let report = model.train_steps(data, plan.steps as usize, LOCAL_OPTIMISER, &cfg)?;
     Ok((model.flat_weights(), report.samples))
+}
+
+/// A model round's job as every driver (the node's learner, the simulator)
+/// runs it: the normaliser from the round-0 `moments`, then
+/// [`local_update`] from `base`.
+pub fn campaign_update(
+    schema: &ModelSchema,
+    moments: &[f32],
+    base: &[f32],
+    data: &Dataset,
+    plan: &StepPlan,
+    seed: u64,
+    device: Device,
+) -> Result<(Vec<f32>, u64), String> {
+    let normaliser = normaliser_from_moments(schema, moments)?;
+    local_update(schema, &normaliser, base, data, plan, seed, device).map_err(|e| e.to_string())
 }
 
 /// The moments vector of round 0: per feature the mean, per feature the

@@ -35,6 +35,7 @@
 //!     features: vec!["x".into()],
 //!     target: "y".into(),
 //!     hidden_layers: vec![8],
+//!     target_scale: Default::default(),
 //! };
 //! let mut data = Dataset::empty(schema.features.clone(), schema.target.clone());
 //! for i in 0..200 {
@@ -96,7 +97,7 @@ pub mod transfer;
 
 pub use evaluate::{Evaluation, Scores};
 pub use mlp::Mlp;
-pub use model::{Model, ModelError, TrainConfig, TrainReport};
+pub use model::{Model, ModelError, Optimiser, TrainConfig, TrainReport};
 pub use model_file::FileError;
 pub use normalise::{Moments, Normaliser};
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use mc_learn_core::schema::SchemaError;
-use mc_learn_core::{Dataset, ModelSchema, Task};
+use mc_learn_core::{Dataset, ModelSchema, TargetScale, Task};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
 use tch::{Device, Kind, Reduction, Tensor, nn, nn::OptimizerConfig};
@@ -72,6 +72,15 @@ pub enum ModelError {
     /// A classification target is neither 0 nor 1.
     #[error("row {row}: classification target {value} is not 0 or 1")]
     NotBinary {
+        /// The first such row.
+        row: usize,
+        /// Its target.
+        value: f32,
+    },
+    /// A log-scale target ([`mc_learn_core::TargetScale::Log`]) is zero or
+    /// negative.
+    #[error("row {row}: target {value} must be positive on a log scale")]
+    NonPositiveTarget {
         /// The first such row.
         row: usize,
         /// Its target.
@@ -145,6 +154,18 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// The optimiser of a training run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimiser {
+    /// Adam (β = 0.9, 0.999): custom and transfer training, and a
+    /// campaign's local steps (`federated::LOCAL_OPTIMISER`).
+    Adam,
+    /// Stochastic gradient descent with this momentum. Its steps scale with
+    /// the gradient, so a member whose rows the model already fits moves it
+    /// little; kept for experiments with local training.
+    SgdMomentum(f64),
 }
 
 /// What a training run did.
@@ -291,6 +312,41 @@ impl Model {
         cfg: &TrainConfig,
         rng: &mut R,
     ) -> Result<TrainReport, ModelError> {
+        let steps = cfg.epochs * data.len().div_ceil(cfg.batch_size.max(1));
+        self.train_loop(data, cfg, steps, Optimiser::Adam, rng)
+    }
+
+    /// Trains on `data` with `optimiser` for exactly `steps` minibatches of
+    /// `cfg.batch_size` rows (`cfg.epochs` is not used): epoch after epoch,
+    /// each reshuffled with a [`ChaCha8Rng`] seeded from `cfg.seed`, the
+    /// last one cut short. This is a campaign's local work
+    /// ([`mc_learn_core::plan`]): every participant runs the same number of
+    /// steps whatever its number of rows.
+    pub fn train_steps(
+        &mut self,
+        data: &Dataset,
+        steps: usize,
+        optimiser: Optimiser,
+        cfg: &TrainConfig,
+    ) -> Result<TrainReport, ModelError> {
+        self.train_loop(
+            data,
+            cfg,
+            steps,
+            optimiser,
+            &mut ChaCha8Rng::seed_from_u64(cfg.seed),
+        )
+    }
+
+    /// `steps` optimiser steps over reshuffled epochs of `data`.
+    fn train_loop<R: Rng + ?Sized>(
+        &mut self,
+        data: &Dataset,
+        cfg: &TrainConfig,
+        steps: usize,
+        optimiser: Optimiser,
+        rng: &mut R,
+    ) -> Result<TrainReport, ModelError> {
         cfg.validate()?;
         self.check_data(data)?;
         if data.is_empty() {
@@ -298,20 +354,31 @@ impl Model {
         }
         let (x, y) = self.tensors(data)?;
         let n = data.len();
-        let mut opt = nn::Adam {
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(self.mlp.var_store(), cfg.learning_rate)?;
+        let per_epoch = n.div_ceil(cfg.batch_size);
+        let mut opt = match optimiser {
+            Optimiser::Adam => nn::Adam {
+                wd: cfg.weight_decay,
+                ..Default::default()
+            }
+            .build(self.mlp.var_store(), cfg.learning_rate)?,
+            Optimiser::SgdMomentum(momentum) => nn::Sgd {
+                momentum,
+                wd: cfg.weight_decay,
+                ..Default::default()
+            }
+            .build(self.mlp.var_store(), cfg.learning_rate)?,
+        };
         let mut order: Vec<i64> = (0..n as i64).collect();
         let mut final_loss = f64::NAN;
-        for epoch in 0..cfg.epochs {
+        let mut done = 0usize;
+        let mut epochs = 0usize;
+        while done < steps {
             order.shuffle(rng);
             let order_t = Tensor::f_from_slice(&order)?.f_to_device(self.device())?;
-            let last_epoch = epoch + 1 == cfg.epochs;
+            let batches_now = per_epoch.min(steps - done);
             let mut loss_sum = Tensor::f_zeros([], (Kind::Float, self.device()))?;
-            let mut batches = 0i64;
-            for start in (0..n).step_by(cfg.batch_size) {
+            for b in 0..batches_now {
+                let start = b * cfg.batch_size;
                 let len = cfg.batch_size.min(n - start) as i64;
                 let index = order_t.f_narrow(0, start as i64, len)?;
                 let loss =
@@ -319,17 +386,17 @@ impl Model {
                 opt.zero_grad();
                 loss.f_backward()?;
                 opt.step();
-                if last_epoch {
-                    loss_sum = loss_sum.f_add(&loss.f_detach()?)?;
-                    batches += 1;
-                }
+                loss_sum = loss_sum.f_add(&loss.f_detach()?)?;
             }
-            if last_epoch {
-                final_loss = loss_sum.f_double_value(&[])? / batches as f64;
+            done += batches_now;
+            epochs += 1;
+            if done >= steps {
+                // Mean loss over the last (possibly partial) epoch.
+                final_loss = loss_sum.f_double_value(&[])? / batches_now as f64;
             }
         }
         Ok(TrainReport {
-            epochs: cfg.epochs,
+            epochs,
             samples: n as u64,
             final_loss,
         })
@@ -358,9 +425,8 @@ impl Model {
             Ok(())
         })?;
         if self.schema.task == Task::Regression {
-            for v in &mut out {
-                *v = self.normaliser.target_from_standard(*v);
-            }
+            self.normaliser
+                .outputs_on(self.schema.target_scale, &mut out)?;
         }
         Ok(out)
     }
@@ -392,7 +458,13 @@ impl Model {
         let x = Tensor::f_from_slice(&self.normaliser.features(&data.x))?
             .f_reshape([n, data.n_features() as i64])?
             .f_to_device(self.device())?;
-        let y = Tensor::f_from_slice(&self.normaliser.targets(&data.y))?
+        let y = match self.schema.task {
+            Task::Regression => self
+                .normaliser
+                .targets_on(self.schema.target_scale, &data.y)?,
+            Task::BinaryClassification => self.normaliser.targets(&data.y),
+        };
+        let y = Tensor::f_from_slice(&y)?
             .f_reshape([n, 1])?
             .f_to_device(self.device())?;
         Ok((x, y))
@@ -429,7 +501,7 @@ fn check_columns(schema: &ModelSchema, data: &Dataset) -> Result<(), ModelError>
 }
 
 /// Checks that `data` has `schema`'s columns, is rectangular and finite,
-/// and (classification) that its targets are 0 or 1.
+/// that classification targets are 0 or 1 and log-scale targets positive.
 pub(crate) fn check_data(schema: &ModelSchema, data: &Dataset) -> Result<(), ModelError> {
     check_columns(schema, data)?;
     for i in 0..data.len() {
@@ -439,6 +511,9 @@ pub(crate) fn check_data(schema: &ModelSchema, data: &Dataset) -> Result<(), Mod
         }
         if schema.task == Task::BinaryClassification && y != 0.0 && y != 1.0 {
             return Err(ModelError::NotBinary { row: i, value: y });
+        }
+        if schema.target_scale == TargetScale::Log && y <= 0.0 {
+            return Err(ModelError::NonPositiveTarget { row: i, value: y });
         }
     }
     Ok(())

@@ -11,7 +11,10 @@
 //! `format` ([`FORMAT`]). In PyTorch a prediction is
 //! `mlp((x - feature_mean) / feature_std) * target_std + target_mean` for
 //! regression and `sigmoid(mlp((x - feature_mean) / feature_std))` for
-//! classification, with ReLU between the layers.
+//! classification, with ReLU between the layers. A regression schema with
+//! `"target_scale": "log"` predicts `exp(clamp(mlp(…), ±6) · σ + μ)` instead, with
+//! `σ² = ln(1 + target_std²/target_mean²)` and `μ = ln(target_mean) − σ²/2`
+//! ([`Normaliser::log_target`]).
 //!
 //! Reading checks everything a peer could get wrong: the schema, every
 //! tensor's name, dtype and shape, that no tensor is missing or extra, and
@@ -317,6 +320,7 @@ mod tests {
             features: vec!["a".into(), "b".into()],
             target: "y".into(),
             hidden_layers: vec![4],
+            target_scale: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@
 //! [`Normaliser::from_moments`] turns them into the pooled mean and
 //! variance.
 
-use mc_learn_core::{Dataset, Task};
+use mc_learn_core::{Dataset, TargetScale, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -17,6 +17,11 @@ use crate::ModelError;
 /// Smallest standard deviation used: a constant column is centred, not
 /// blown up.
 pub const STD_FLOOR: f32 = 1e-6;
+
+/// On a log scale, standardised outputs are clamped to ±this before `exp`:
+/// a model far outside its training data cannot predict values billions of
+/// times the typical one (six deviations of `ln y` is already extreme).
+pub const LOG_OUTPUT_BOUND: f32 = 6.0;
 
 /// Count, sums and sums of squares of every feature column and of the
 /// target (last), in f64.
@@ -210,6 +215,54 @@ impl Normaliser {
     /// A standardised model output back in target units.
     pub fn target_from_standard(&self, v: f32) -> f32 {
         v * self.target_std + self.target_mean
+    }
+
+    /// For a log-scale target ([`TargetScale::Log`]): the mean and standard
+    /// deviation `ln y` is standardised with, those of the log-normal
+    /// distribution with the target's mean `m` and deviation `s`:
+    /// `σ² = ln(1 + s²/m²)`, `μ = ln m − σ²/2`. They follow from the same
+    /// pooled moments as everything else, so round 0 of a campaign needs no
+    /// second pass; they only have to put `ln y` near mean 0 and deviation
+    /// one. A file's reader recomputes them from `target_mean` and
+    /// `target_std`.
+    pub fn log_target(&self) -> Result<(f32, f32), ModelError> {
+        let (m, s) = (f64::from(self.target_mean), f64::from(self.target_std));
+        if !(m > 0.0 && m.is_finite() && s.is_finite()) {
+            return Err(ModelError::BadMoments(
+                "a log-scale target needs a positive mean",
+            ));
+        }
+        let variance = (1.0 + (s / m) * (s / m)).ln();
+        let mu = m.ln() - variance / 2.0;
+        Ok((mu as f32, (variance.sqrt() as f32).max(STD_FLOOR)))
+    }
+
+    /// Standardised targets on `scale`.
+    pub fn targets_on(&self, scale: TargetScale, y: &[f32]) -> Result<Vec<f32>, ModelError> {
+        match scale {
+            TargetScale::Linear => Ok(self.targets(y)),
+            TargetScale::Log => {
+                let (mu, sigma) = self.log_target()?;
+                Ok(y.iter().map(|&v| (v.ln() - mu) / sigma).collect())
+            }
+        }
+    }
+
+    /// Standardised model outputs back in target units, on `scale`.
+    pub fn outputs_on(&self, scale: TargetScale, out: &mut [f32]) -> Result<(), ModelError> {
+        match scale {
+            TargetScale::Linear => out
+                .iter_mut()
+                .for_each(|v| *v = self.target_from_standard(*v)),
+            TargetScale::Log => {
+                let (mu, sigma) = self.log_target()?;
+                out.iter_mut().for_each(|v| {
+                    let bounded = v.clamp(-LOG_OUTPUT_BOUND, LOG_OUTPUT_BOUND);
+                    *v = (bounded * sigma + mu).exp()
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks the vectors' lengths and that every value is finite and every

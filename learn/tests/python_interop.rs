@@ -9,7 +9,8 @@ use std::process::Command;
 
 use anyhow::{Context, ensure};
 use common::{disc, quick, schema, table, wave};
-use mc_learn::{Model, Normaliser, Task};
+use mc_learn::{Model, ModelSchema, Normaliser, Task};
+use mc_learn_core::TargetScale;
 use rand::{SeedableRng, rngs::ChaCha8Rng};
 
 const CHECK: &str = r#"
@@ -39,12 +40,23 @@ for case in json.load(open(sys.argv[1])):
     x = torch.tensor(case["x"], dtype=torch.float32).reshape(-1, sizes[0])
     with torch.no_grad():
         out = mlp((x - tensors["norm.feature_mean"]) / tensors["norm.feature_std"]).squeeze(1)
-        if schema["task"] == "regression":
-            out = out * tensors["norm.target_std"] + tensors["norm.target_mean"]
-        else:
+        if schema["task"] != "regression":
             out = torch.sigmoid(out)
-    diff = (out - torch.tensor(case["rust"], dtype=torch.float32)).abs().max().item()
-    print(f"{schema['task']}: {len(case['rust'])} rows, max |torch - rust| = {diff:.3g}")
+        elif schema.get("target_scale", "linear") == "log":
+            # ln(y) standardised with the log-normal matched to the
+            # target's mean m and deviation s; outputs clamped to ±6
+            # (LOG_OUTPUT_BOUND).
+            m = tensors["norm.target_mean"].double()
+            s = tensors["norm.target_std"].double()
+            var = torch.log1p((s / m) ** 2)
+            mu, sigma = (torch.log(m) - var / 2).float(), var.sqrt().float()
+            out = torch.exp(out.clamp(-6.0, 6.0) * sigma + mu)
+        else:
+            out = out * tensors["norm.target_std"] + tensors["norm.target_mean"]
+    rust = torch.tensor(case["rust"], dtype=torch.float32)
+    diff = ((out - rust).abs() / rust.abs().clamp(min=1.0)).max().item()
+    scale = schema.get("target_scale", "linear")
+    print(f"{schema['task']} ({scale}): {len(case['rust'])} rows, max relative |torch - rust| = {diff:.3g}")
     assert diff <= 1e-5, diff
 print("ok")
 "#;
@@ -64,11 +76,19 @@ fn pytorch_loads_the_file_and_predicts_the_same() -> anyhow::Result<()> {
     let python = venv_python()?;
     let dir = tempfile::tempdir()?;
     let mut cases = Vec::new();
-    for (task, f) in [
-        (Task::Regression, wave as fn(f32, f32) -> f32),
-        (Task::BinaryClassification, disc),
+    for (task, scale, f) in [
+        (
+            Task::Regression,
+            TargetScale::Linear,
+            wave as fn(f32, f32) -> f32,
+        ),
+        (Task::Regression, TargetScale::Log, |a, b| wave(a, b).exp()),
+        (Task::BinaryClassification, TargetScale::Linear, disc),
     ] {
-        let s = schema(task, vec![16, 8]);
+        let s = ModelSchema {
+            target_scale: scale,
+            ..schema(task, vec![16, 8])
+        };
         let data = table(400, 30, f);
         let mut model = Model::init(
             &s,
@@ -77,7 +97,7 @@ fn pytorch_loads_the_file_and_predicts_the_same() -> anyhow::Result<()> {
             quick(1).device,
         )?;
         model.train(&data, &quick(5))?;
-        let path = dir.path().join(format!("{task:?}.safetensors"));
+        let path = dir.path().join(format!("{task:?}-{scale:?}.safetensors"));
         model.save(&path)?;
         let loaded = Model::load(&s, &path, quick(1).device)?;
         assert_eq!(loaded.flat_weights(), model.flat_weights());

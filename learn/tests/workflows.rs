@@ -5,7 +5,8 @@ mod common;
 use common::{quick, schema, table, wave};
 use mc_learn::custom::{self, Baseline, CustomError};
 use mc_learn::transfer::{self, TransferError};
-use mc_learn::{Model, Normaliser, Task, federated};
+use mc_learn::{Model, Normaliser, Task, TrainConfig, federated};
+use mc_learn_core::plan::StepPlan;
 use rand::{SeedableRng, rngs::ChaCha8Rng};
 
 fn custom_opts(epochs: usize) -> custom::Options {
@@ -135,13 +136,46 @@ fn local_update_trains_from_the_global_weights() {
     )
     .unwrap()
     .flat_weights();
-    let (weights, samples) =
-        federated::local_update(&s, &normaliser, &global, &data, 2, &quick(99)).unwrap();
+    let device = quick(1).device;
+    let plan = |steps| StepPlan {
+        steps,
+        batch_size: 64,
+        learning_rate: 1e-3,
+    };
+    let run = |steps, seed| {
+        federated::local_update(&s, &normaliser, &global, &data, &plan(steps), seed, device)
+    };
+    let (weights, samples) = run(7, 99).unwrap();
     assert_eq!(samples, 300);
     assert_eq!(weights.len(), s.num_params());
     assert_ne!(weights, global);
-    let (again, _) =
-        federated::local_update(&s, &normaliser, &global, &data, 2, &quick(99)).unwrap();
-    assert_eq!(weights, again, "deterministic on the CPU");
-    assert!(federated::local_update(&s, &normaliser, &global[1..], &data, 2, &quick(1)).is_err());
+    assert_eq!(weights, run(7, 99).unwrap().0, "deterministic on the CPU");
+    // 7 steps over 300 rows are one epoch of 5 batches and two more: not
+    // the same as 5 or 10 steps (two whole epochs).
+    assert_ne!(weights, run(5, 99).unwrap().0);
+    assert_ne!(weights, run(10, 99).unwrap().0);
+    assert_ne!(
+        weights,
+        run(7, 98).unwrap().0,
+        "the seed orders the batches"
+    );
+    // Two whole epochs of steps are two epochs of training.
+    let mut two_epochs = Model::from_flat(&s, normaliser.clone(), &global, device).unwrap();
+    two_epochs
+        .train(
+            &data,
+            &TrainConfig {
+                epochs: 2,
+                batch_size: 64,
+                learning_rate: 1e-3,
+                seed: 99,
+                device,
+                ..TrainConfig::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(run(10, 99).unwrap().0, two_epochs.flat_weights());
+    assert!(
+        federated::local_update(&s, &normaliser, &global[1..], &data, &plan(1), 1, device).is_err()
+    );
 }

@@ -110,9 +110,18 @@ pub enum LearnCommand {
         /// Model rounds.
         #[arg(long, default_value_t = 10)]
         rounds: u32,
-        /// Local epochs per round.
+        /// Local epochs per round, of a member with the median row count
+        /// (every participant runs the same number of steps).
         #[arg(long, default_value_t = 2)]
         local_epochs: u32,
+        /// Rows per local optimiser step (default: the node's
+        /// `DEFAULT_CAMPAIGN_BATCH`).
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// Learning rate of round 1, decaying to a tenth by the last round
+        /// (default: the node's `DEFAULT_CAMPAIGN_LR`).
+        #[arg(long)]
+        learning_rate: Option<f64>,
         /// fedavg, median, trimmed-mean:0.2 or multi-krum:f=1,m=3.
         #[arg(long, default_value = "fedavg")]
         aggregation: String,
@@ -206,15 +215,23 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
             participants,
             rounds,
             local_epochs,
+            batch_size,
+            learning_rate,
             aggregation,
             round_deadline_s,
             no_wait,
         } => {
-            let body = json!({
+            let mut body = json!({
                 "model": model, "rounds": rounds, "local_epochs": local_epochs,
                 "participants": participants, "aggregation": aggregation,
                 "round_deadline_s": round_deadline_s,
             });
+            if let Some(batch_size) = batch_size {
+                body["batch_size"] = json!(batch_size);
+            }
+            if let Some(learning_rate) = learning_rate {
+                body["learning_rate"] = json!(learning_rate);
+            }
             let created = c.post("/v1/campaigns", serde_json::to_vec(&body)?).await?;
             let id = created["id"].as_str().unwrap_or_default().to_string();
             println!("campaign {id}");
@@ -323,8 +340,14 @@ impl Client {
                     .and_then(|r| r.last())
                     .map(|r| r["accepted"].as_u64().unwrap_or(0))
                     .unwrap_or(0);
+                let plan = match (v["local_steps"].as_u64(), v["round_learning_rate"].as_f64()) {
+                    (Some(steps), Some(rate)) => {
+                        format!("; {steps} local steps at rate {rate:.2e}")
+                    }
+                    _ => String::new(),
+                };
                 println!(
-                    "campaign {id}: round {round}/{} {state} (last round accepted {accepted})",
+                    "campaign {id}: round {round}/{} {state} (last round accepted {accepted}{plan})",
                     total.saturating_sub(1)
                 );
                 last = Some(line);

@@ -259,6 +259,10 @@ struct CampaignBody {
     round_deadline_s: f64,
     seed: Option<u64>,
     max_update_norm: Option<f64>,
+    /// Rows per local step (1-65536; default `DEFAULT_CAMPAIGN_BATCH`).
+    batch_size: Option<u32>,
+    /// Learning rate of round 1, in (0, 10] (default `DEFAULT_CAMPAIGN_LR`).
+    learning_rate: Option<f64>,
 }
 
 /// The ed25519 key a peer id names (libp2p inlines small keys in the id).
@@ -300,6 +304,8 @@ async fn create_campaign(
         model,
         rounds: body.rounds,
         local_epochs: body.local_epochs,
+        batch_size: body.batch_size,
+        learning_rate: body.learning_rate,
         participants,
         aggregation,
         round_deadline_s: body.round_deadline_s,

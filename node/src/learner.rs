@@ -24,7 +24,7 @@ use std::time::Instant;
 use mc_learn::custom::{self, CustomError};
 use mc_learn::federated::{moments_vector, normaliser_from_moments};
 use mc_learn::transfer::{self, TransferError};
-use mc_learn::{Evaluation, Model, TrainConfig};
+use mc_learn::{Evaluation, Model};
 use mc_learn_core::csv::{CsvError, CsvLimits, RowError, parse_csv};
 use mc_learn_core::metrics::{DriftConfig, DriftDetector, DriftReport};
 use mc_learn_core::schema::{self, ModelSchema, SchemaError};
@@ -263,10 +263,6 @@ pub struct TrainRequest {
     /// Learning rate (default 1e-3).
     pub learning_rate: Option<f64>,
 }
-
-/// The local-training defaults campaigns use.
-const CAMPAIGN_BATCH: usize = 64;
-const CAMPAIGN_LR: f64 = 2e-3;
 
 /// The model registry and trainer of one node.
 #[derive(Debug, Clone)]
@@ -690,7 +686,8 @@ impl LearnService {
     }
 
     /// Runs one campaign job on local data: the moments vector (round 0)
-    /// or a local training step.
+    /// or a model round's local steps (the job's plan: steps, batch size and
+    /// learning rate, the same on every participant).
     pub fn run_job(&self, job: &TrainJob) -> Result<(Vec<f32>, u64), String> {
         let data = self
             .dataset(&job.model.name)
@@ -714,27 +711,17 @@ impl LearnService {
             TrainKind::Update {
                 base,
                 moments,
-                local_epochs,
+                plan,
                 seed,
-            } => {
-                let normaliser = normaliser_from_moments(&job.model, moments)?;
-                let cfg = TrainConfig {
-                    epochs: *local_epochs as usize,
-                    batch_size: CAMPAIGN_BATCH,
-                    learning_rate: CAMPAIGN_LR,
-                    seed: *seed,
-                    ..TrainConfig::default()
-                };
-                mc_learn::federated::local_update(
-                    &job.model,
-                    &normaliser,
-                    base,
-                    &data,
-                    *local_epochs as usize,
-                    &cfg,
-                )
-                .map_err(|e| e.to_string())
-            }
+            } => mc_learn::federated::campaign_update(
+                &job.model,
+                moments,
+                base,
+                &data,
+                plan,
+                *seed,
+                mc_learn::default_device(),
+            ),
         }
     }
 

@@ -7,12 +7,15 @@
 //! - `a_campaign_completes_with_identical_weights_everywhere` — a FedAvg
 //!   campaign created on one node runs on all three; every node ends with
 //!   the same model hash, the same per-round accepted-set digests and
-//!   byte-identical weights from `GET /v1/models/latency/weights`.
+//!   byte-identical weights from `GET /v1/models/latency/weights`; the
+//!   campaign's batch size and learning rate (one given, one defaulted) and
+//!   its local steps show in its view.
 //! - `forged_and_foreign_updates_are_rejected` — the test holds a member's
 //!   key: a genuine update is accepted (202), the same update with its
 //!   weights changed after signing and an update signed by a non-member are
 //!   refused (422) and counted; the silent member does not stall the
-//!   campaign, whose rounds close at their deadline.
+//!   campaign, whose rounds close at their deadline. Bad training settings
+//!   (batch size, learning rate) are a clear 400.
 
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::synth;
 use mc_learn_core::{CampaignId, model_hash};
+use mc_node::core::learning::DEFAULT_CAMPAIGN_LR;
 use mc_testnet::{Cluster, wait_until};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -106,7 +110,7 @@ async fn a_campaign_completes_with_identical_weights_everywhere() -> Result<()> 
         .collect();
     let body = json!({
         "model": "latency", "rounds": 3, "local_epochs": 2, "participants": peers,
-        "aggregation": "fedavg", "round_deadline_s": 60.0,
+        "aggregation": "fedavg", "round_deadline_s": 60.0, "batch_size": 32,
     });
     let url = format!("{}/v1/campaigns", base(&cluster, 0));
     let (status, created) = post(&http, url, serde_json::to_vec(&body)?).await?;
@@ -118,6 +122,21 @@ async fn a_campaign_completes_with_identical_weights_everywhere() -> Result<()> 
     assert!(hash.is_string());
     for v in &views {
         assert_eq!(&v["model_hash"], hash);
+        // Given batch size, default learning rate; every member ran 2 epochs
+        // of the median member's rows.
+        assert_eq!(v["spec"]["batch_size"], 32, "{v}");
+        assert_eq!(
+            v["spec"]["learning_rate"].as_f64(),
+            Some(DEFAULT_CAMPAIGN_LR)
+        );
+        let reference = v["reference_count"].as_u64().context("reference_count")?;
+        assert!(reference > 0 && reference <= MAX_ROWS as u64, "{v}");
+        assert_eq!(
+            v["local_steps"].as_u64(),
+            Some(2 * reference.div_ceil(32)),
+            "{v}"
+        );
+        assert_eq!(v["reference_count"], views[0]["reference_count"]);
         assert_eq!(v["rounds"].as_array().map(Vec::len), Some(4), "{v}");
         for round in v["rounds"].as_array().unwrap() {
             assert_eq!(round["accepted"], 3, "{round}");
@@ -193,6 +212,29 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
         "model": "latency", "rounds": 1, "local_epochs": 1, "participants": peers,
         "aggregation": "median", "round_deadline_s": 20.0,
     });
+    // Training settings out of range are refused with a clear 400.
+    for (field, value) in [
+        ("batch_size", json!(0)),
+        ("batch_size", json!(65_537)),
+        ("learning_rate", json!(0.0)),
+        ("learning_rate", json!(-0.1)),
+        ("learning_rate", json!(10.5)),
+    ] {
+        let mut bad = body.clone();
+        bad[field] = value.clone();
+        let (status, answer) = post(
+            &http,
+            format!("{}/v1/campaigns", base(&cluster, 0)),
+            serde_json::to_vec(&bad)?,
+        )
+        .await?;
+        assert_eq!(status, 400, "{field} = {value}: {answer}");
+        assert_eq!(answer["error"], "invalid_campaign", "{answer}");
+        assert!(
+            answer["detail"].as_str().unwrap_or("").contains(field),
+            "{answer}"
+        );
+    }
     let (status, created) = post(
         &http,
         format!("{}/v1/campaigns", base(&cluster, 0)),

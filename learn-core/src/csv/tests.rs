@@ -9,6 +9,7 @@ fn schema(task: Task) -> ModelSchema {
         features: vec!["threads".into(), "memory".into()],
         target: "y".into(),
         hidden_layers: vec![],
+        target_scale: Default::default(),
     }
 }
 

@@ -4,14 +4,15 @@
 //! 1. **Round 0, moments.** Every participant signs
 //!    [`federated::moments_vector`] of its training rows (its sample count
 //!    is its row count) and offers it to the round's [`Collector`] (no norm
-//!    bound); the round aggregates with FedAvg when the campaign's rule is
-//!    FedAvg (the exact pooled moments) and with the coordinate-wise median
-//!    under any robust rule. [`federated::normaliser_from_moments`] turns
-//!    the result into everyone's normaliser.
+//!    bound); [`pool_moments`] pools the accepted ones (exactly under
+//!    FedAvg, robustly under any other rule) and
+//!    [`federated::normaliser_from_moments`] turns the result into
+//!    everyone's normaliser. The median accepted sample count sets every
+//!    round's number of local steps ([`LocalTraining`]).
 //! 2. **Rounds 1..=R, model.** The model starts at
 //!    [`init_weights`]`(schema, seed)`. Every round each participant runs
-//!    [`federated::local_update`] from the global model (`local_epochs`
-//!    epochs, batch and learning rate of the campaign, minibatch seed
+//!    [`federated::local_update`] from the global model (the round's
+//!    [`StepPlan`]: steps, batch and decayed learning rate, minibatch seed
 //!    `seed ^ round · 0x9E37_79B9_7F4A_7C15` like the node's), a Byzantine
 //!    one then corrupts its weights ([`Attack`]), and each signs with its own
 //!    ed25519 key. The updates are offered to a [`Collector`] whose norm
@@ -38,11 +39,13 @@ use std::time::Instant;
 use mc_learn_core::aggregate::Rule;
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::init::init_weights;
+use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
 use mc_learn_core::round::{Collector, Config as RoundConfig, NormBound, Rejection};
 use mc_learn_core::{AuthorKey, CampaignId, ModelSchema, model_hash, update};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use super::baseline::score_all;
 use super::{BenchError, data::Org};
@@ -61,10 +64,11 @@ pub const TRAINING_FAILED: &str = "local_training_failed";
 pub struct Settings {
     /// Model rounds after the moments round.
     pub rounds: u32,
-    /// Local epochs per round.
+    /// Local epochs per round of a member with the median row count
+    /// ([`mc_learn_core::plan`]).
     pub local_epochs: u32,
-    /// Local training: batch size, learning rate, weight decay and device
-    /// (its `epochs` and `seed` are replaced per round).
+    /// Local training: batch size, round 1's learning rate and device (the
+    /// rest is the round's [`StepPlan`]).
     pub train: TrainConfig,
     /// The aggregation rule of the model rounds.
     pub rule: Rule,
@@ -219,10 +223,6 @@ pub fn run(
         participants: participants.clone(),
         norm_bound: NormBound::Unbounded,
     })?;
-    let moments_rule = match settings.rule {
-        Rule::FedAvg => Rule::FedAvg,
-        _ => Rule::Median,
-    };
     for i in offer_order() {
         let moments = federated::moments_vector(&orgs[i].train);
         let signed = update::sign(
@@ -237,7 +237,18 @@ pub fn run(
             count(&mut rejections, &rejection);
         }
     }
-    let moments = collector.aggregate(moments_rule)?.model;
+    let accepted: Vec<(u64, &[f32])> = collector
+        .accepted()
+        .map(|u| (u.header.sample_count, u.weights.as_slice()))
+        .collect();
+    let moments = pool_moments(settings.rule, &accepted)?;
+    let reference = reference_count(accepted.iter().map(|(n, _)| *n));
+    let local = LocalTraining {
+        local_epochs: settings.local_epochs,
+        batch_size: settings.train.batch_size as u32,
+        learning_rate: settings.train.learning_rate,
+        rounds: settings.rounds,
+    };
     let normaliser =
         federated::normaliser_from_moments(schema, &moments).map_err(BenchError::Moments)?;
 
@@ -245,14 +256,18 @@ pub fn run(
     let mut rounds = Vec::with_capacity(settings.rounds as usize);
     let (mut byzantine_offered, mut byzantine_accepted) = (0, 0);
     for round in 1..=settings.rounds {
-        let cfg = TrainConfig {
-            epochs: settings.local_epochs as usize,
-            seed: settings.seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX),
-            ..settings.train
-        };
+        let plan = local.plan(reference, round);
+        let seed = settings.seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX);
         // A measurement reported to people, not an input to any decision.
         let started = Instant::now();
-        let trained = train_all(schema, &normaliser, &global, orgs, &cfg, settings.jobs);
+        let trained = train_all(
+            schema,
+            &normaliser,
+            &global,
+            orgs,
+            (&plan, seed, settings.train.device),
+            settings.jobs,
+        );
         let train_ms = ms_since(started);
         let base_hash = model_hash(&global);
         let mut slots = Vec::with_capacity(orgs.len());
@@ -362,11 +377,11 @@ fn train_all(
     normaliser: &Normaliser,
     global: &[f32],
     orgs: &[Org],
-    cfg: &TrainConfig,
+    (plan, seed, device): (&StepPlan, u64, Device),
     jobs: usize,
 ) -> Vec<LocalUpdate> {
     let train = |org: &Org| {
-        federated::local_update(schema, normaliser, global, &org.train, cfg.epochs, cfg)
+        federated::local_update(schema, normaliser, global, &org.train, plan, seed, device)
     };
     let jobs = jobs.clamp(1, orgs.len().max(1));
     if jobs == 1 {

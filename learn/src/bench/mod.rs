@@ -68,10 +68,10 @@ use baseline::Score;
 use campaign::{Attack, OfferOrder, RoundStats};
 use data::Org;
 
-/// The node's local batch size for campaigns (`node/src/learner.rs`).
-pub const CAMPAIGN_BATCH: usize = 64;
-/// The node's local learning rate for campaigns (`node/src/learner.rs`).
-pub const CAMPAIGN_LR: f64 = 2e-3;
+/// A campaign's default batch size ([`mc_learn_core::plan`]).
+pub const CAMPAIGN_BATCH: usize = mc_learn_core::plan::DEFAULT_BATCH_SIZE as usize;
+/// A campaign's default round-1 learning rate ([`mc_learn_core::plan`]).
+pub const CAMPAIGN_LR: f64 = mc_learn_core::plan::DEFAULT_LEARNING_RATE;
 /// The node's default bound on `‖update − base‖₂`.
 pub const DEFAULT_MAX_UPDATE_NORM: f64 = 1_000.0;
 
@@ -119,7 +119,8 @@ pub struct Options {
 
 impl Default for Options {
     /// The figures of the issue: 20 organisations, seed 1, 60 rounds of 2
-    /// local epochs with the node's campaign batch and learning rate,
+    /// local epochs (of the median member) with a campaign's default batch
+    /// and learning rate,
     /// FedAvg, 20 % Byzantine (sign-flip ×4, scaling ×10).
     fn default() -> Self {
         Self {

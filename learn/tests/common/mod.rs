@@ -13,6 +13,7 @@ pub fn schema(task: Task, hidden_layers: Vec<u32>) -> ModelSchema {
         features: vec!["a".into(), "b".into()],
         target: "y".into(),
         hidden_layers,
+        target_scale: Default::default(),
     }
 }
 

@@ -9,15 +9,35 @@
 //!
 //! - **Round 0 — moments.** Each participant sends, signed like any update,
 //!   the per-column means and mean squares of its own data (`2·features + 2`
-//!   numbers). Aggregating them with the campaign's rule gives every node the
-//!   same normalisation without anyone sharing a row; FedAvg weighted by
-//!   sample count gives exactly the pooled moments.
+//!   numbers) with its sample count. [`mc_learn_core::plan::pool_moments`]
+//!   pools the accepted ones, giving every node the same normalisation
+//!   without anyone sharing a row: under FedAvg the exact pooled moments
+//!   (sample-weighted means), under any robust rule the coordinate-wise
+//!   median of the means as the centre and the median of every member's
+//!   mean squared deviation from it as the variance (so the spread *between*
+//!   members counts, and the variance can never come out negative). The
+//!   median accepted sample count is kept as the campaign's *reference
+//!   count*.
 //! - **Rounds 1..=R — model.** Round 1 starts from weights every node draws
 //!   from the campaign's seed ([`mc_learn_core::init::init_weights`]), so no
 //!   one has to send them. Each participant trains from the round's base
 //!   model (the driver does that: [`TrainJob`]), signs the new weights over
 //!   (campaign, round, base hash, sample count, weights hash) and sends them
 //!   in chunks straight to every other participant.
+//!
+//! # Local work is counted in steps
+//!
+//! Every participant runs the same number of optimiser steps in a model
+//! round, `local_epochs · ⌈reference count / batch_size⌉` (a [`StepPlan`]:
+//! `local_epochs` epochs of the median member), whatever its own row count.
+//! Were each to run `local_epochs` epochs of its own rows, a member with `n`
+//! rows would take `n/B·E` steps and FedAvg would then weight its update by
+//! `n` again: large members would count twice over and the average would
+//! drift towards the optimum of the wrong objective (the *objective
+//! inconsistency* of FedAvg with heterogeneous local work). The learning
+//! rate decays on a cosine from the campaign's `learning_rate` in round 1
+//! to a tenth of it in round R, so the global model settles instead of
+//! moving by about `rate × steps` every round ([`mc_learn_core::plan`]).
 //!
 //! Every node checks what it receives with a [`Collector`] (signature,
 //! membership, round, base, shape, finiteness, norm, duplicates,
@@ -33,6 +53,7 @@ use std::sync::Arc;
 use mc_learn_core::aggregate::Rule;
 use mc_learn_core::chunk::{self, Chunk, Reassembler};
 use mc_learn_core::ed25519_dalek::SigningKey;
+use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
 use mc_learn_core::round::{Collector, Config as RoundConfig, Evidence, NormBound, Rejection};
 use mc_learn_core::{AuthorKey, CampaignId, Digest, ModelSchema, SignedUpdate, model_hash};
 use mc_protocols::{LearnMessage, NodeId};
@@ -48,6 +69,15 @@ pub const UPDATE_CHUNK_BYTES: usize = 1 << 20;
 pub const MAX_UPDATE_BYTES: usize = 64 << 20;
 /// Default bound on `‖update − base‖₂` for model rounds.
 pub const DEFAULT_MAX_UPDATE_NORM: f64 = 1_000.0;
+/// Default rows per local optimiser step of a campaign.
+pub const DEFAULT_CAMPAIGN_BATCH: u32 = mc_learn_core::plan::DEFAULT_BATCH_SIZE;
+/// Default learning rate of a campaign's first model round (see
+/// [`mc_learn_core::plan::DEFAULT_LEARNING_RATE`] for how it was chosen).
+pub const DEFAULT_CAMPAIGN_LR: f64 = mc_learn_core::plan::DEFAULT_LEARNING_RATE;
+/// Largest batch size a campaign may ask for.
+pub const MAX_CAMPAIGN_BATCH: u32 = 65_536;
+/// Largest learning rate a campaign may ask for.
+pub const MAX_CAMPAIGN_LR: f64 = 10.0;
 
 /// One participant: its node id and its ed25519 public key (hex).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,8 +96,18 @@ pub struct CampaignSpec {
     pub model: ModelSchema,
     /// Number of model rounds (after the moments round).
     pub rounds: u32,
-    /// Local passes over the data per round.
+    /// Local epochs per round of a member with the median sample count;
+    /// every participant runs the steps these take (see the module
+    /// documentation).
     pub local_epochs: u32,
+    /// Rows per local optimiser step (absent in older declarations:
+    /// [`DEFAULT_CAMPAIGN_BATCH`]).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Learning rate of model round 1, decaying to a tenth by the last
+    /// (absent in older declarations: [`DEFAULT_CAMPAIGN_LR`]).
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
     /// Who takes part.
     pub participants: Vec<Participant>,
     /// The aggregation rule (`fedavg`, `median`, `trimmed-mean:0.2`,
@@ -93,8 +133,12 @@ pub struct CampaignRequest {
     pub model: ModelSchema,
     /// Model rounds.
     pub rounds: u32,
-    /// Local epochs per round.
+    /// Local epochs per round (of a member with the median sample count).
     pub local_epochs: u32,
+    /// Rows per local step; `None` for [`DEFAULT_CAMPAIGN_BATCH`].
+    pub batch_size: Option<u32>,
+    /// Learning rate of round 1; `None` for [`DEFAULT_CAMPAIGN_LR`].
+    pub learning_rate: Option<f64>,
     /// Participants with their keys.
     pub participants: Vec<Participant>,
     /// The aggregation rule.
@@ -126,15 +170,15 @@ pub enum TrainKind {
     /// Round 0: the local moments vector — per feature the mean, then per
     /// feature the mean square, then the target's mean and mean square.
     Moments,
-    /// A model round: train `local_epochs` from `base`, with inputs
+    /// A model round: train from `base` as `plan` says, with inputs
     /// normalised by the pooled `moments`.
     Update {
         /// The round's base model.
         base: Arc<[f32]>,
         /// The pooled moments from round 0.
         moments: Arc<[f32]>,
-        /// Local epochs.
-        local_epochs: u32,
+        /// Local steps, batch size and this round's learning rate.
+        plan: StepPlan,
         /// Seed for shuffling (campaign seed mixed with the round).
         seed: u64,
     },
@@ -223,6 +267,14 @@ pub struct CampaignView {
     pub equivocators: Vec<String>,
     /// Hash of the current global model (hex), once there is one.
     pub model_hash: Option<String>,
+    /// The median sample count accepted in the moments round, once it
+    /// closed: it sets the local steps.
+    pub reference_count: Option<u64>,
+    /// Local optimiser steps every participant runs per model round, once
+    /// the moments round closed.
+    pub local_steps: Option<u32>,
+    /// The learning rate of the current model round, once there is one.
+    pub round_learning_rate: Option<f64>,
 }
 
 /// Why a campaign request or a submitted update was refused.
@@ -267,6 +319,10 @@ struct Snapshot {
     global: Vec<f32>,
     history: Vec<RoundRecord>,
     rejections: BTreeMap<String, u64>,
+    /// The median accepted sample count of round 0 (0 before it closed).
+    /// Last, so progress saved by an older version fails to decode (and the
+    /// campaign starts over) instead of resuming without it.
+    reference_count: u64,
 }
 
 #[derive(Debug)]
@@ -280,6 +336,8 @@ struct Run {
     round_started: Millis,
     own_update: Option<SignedUpdate>,
     moments: Option<Arc<[f32]>>,
+    /// The median accepted sample count of round 0 (0 before it closed).
+    reference_count: u64,
     global: Arc<[f32]>,
     history: Vec<RoundRecord>,
     /// Updates that arrived for the next round before this node got there.
@@ -306,6 +364,41 @@ pub(super) struct Learning {
 
 /// Most updates kept for campaigns not yet known.
 const MAX_UNKNOWN_UPDATES: usize = 256;
+
+fn default_batch_size() -> u32 {
+    DEFAULT_CAMPAIGN_BATCH
+}
+
+fn default_learning_rate() -> f64 {
+    DEFAULT_CAMPAIGN_LR
+}
+
+/// Checks a campaign's local-training settings.
+fn check_local_training(batch_size: u32, learning_rate: f64) -> Result<(), String> {
+    if !(1..=MAX_CAMPAIGN_BATCH).contains(&batch_size) {
+        return Err(format!(
+            "batch_size must be 1-{MAX_CAMPAIGN_BATCH}, not {batch_size}"
+        ));
+    }
+    if !(learning_rate.is_finite() && learning_rate > 0.0 && learning_rate <= MAX_CAMPAIGN_LR) {
+        return Err(format!(
+            "learning_rate must be a number in (0, {MAX_CAMPAIGN_LR}], not {learning_rate}"
+        ));
+    }
+    Ok(())
+}
+
+impl CampaignSpec {
+    /// The campaign's local-training settings.
+    pub fn local_training(&self) -> LocalTraining {
+        LocalTraining {
+            local_epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            rounds: self.rounds,
+        }
+    }
+}
 
 impl Learning {
     pub(super) fn new(key: SigningKey) -> Self {
@@ -391,6 +484,9 @@ impl Learning {
                 )));
             }
         }
+        let batch_size = request.batch_size.unwrap_or(DEFAULT_CAMPAIGN_BATCH);
+        let learning_rate = request.learning_rate.unwrap_or(DEFAULT_CAMPAIGN_LR);
+        check_local_training(batch_size, learning_rate).map_err(LearnError::Invalid)?;
         let max_update_norm = request.max_update_norm.unwrap_or(DEFAULT_MAX_UPDATE_NORM);
         if !(max_update_norm.is_finite() && max_update_norm > 0.0) {
             return Err(LearnError::Invalid(
@@ -403,6 +499,8 @@ impl Learning {
             model: request.model,
             rounds: request.rounds,
             local_epochs: request.local_epochs,
+            batch_size,
+            learning_rate,
             participants,
             aggregation: request.aggregation,
             round_deadline_s: request.round_deadline_s,
@@ -428,6 +526,11 @@ impl Learning {
     ) {
         for (id, spec) in declared {
             if self.runs.contains_key(&id) || self.observed.contains_key(&id) {
+                continue;
+            }
+            if let Err(error) = check_local_training(spec.batch_size, spec.learning_rate) {
+                tracing::warn!(campaign = %id, %error, "not joining a campaign with bad training settings");
+                self.observed.insert(id, spec);
                 continue;
             }
             let keys: Result<BTreeMap<AuthorKey, NodeId>, String> = spec
@@ -466,6 +569,7 @@ impl Learning {
                 round_started: now,
                 own_update: None,
                 moments: None,
+                reference_count: 0,
                 global: empty,
                 history: Vec::new(),
                 early: Vec::new(),
@@ -722,6 +826,9 @@ impl Learning {
             rejections: BTreeMap::new(),
             equivocators: Vec::new(),
             model_hash: None,
+            reference_count: None,
+            local_steps: None,
+            round_learning_rate: None,
         }));
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
@@ -746,7 +853,10 @@ impl Run {
             Some(moments) => TrainKind::Update {
                 base: self.global.clone(),
                 moments: moments.clone(),
-                local_epochs: self.spec.local_epochs,
+                plan: self
+                    .spec
+                    .local_training()
+                    .plan(self.reference_count, self.round),
                 seed: self.spec.seed ^ u64::from(self.round).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             },
         };
@@ -810,15 +920,25 @@ impl Run {
     }
 
     fn close(&mut self, complete: bool, now: Millis, me: &AuthorKey, fx: &mut Effects) {
-        // Moments are averaged (exact pooled moments) under FedAvg and taken
-        // coordinate-wise median under any robust rule: Multi-Krum and
-        // trimmed means need more updates than a small consortium may have.
-        let rule = match (self.round, self.spec.aggregation) {
-            (0, Rule::FedAvg) => Rule::FedAvg,
-            (0, _) => Rule::Median,
-            (_, rule) => rule,
+        // Moments are pooled exactly under FedAvg and robustly under any
+        // other rule (`pool_moments`: Multi-Krum and trimmed means need more
+        // updates than a small consortium may have); model rounds use the
+        // campaign's rule.
+        let outcome = if self.round == 0 {
+            let accepted: Vec<(u64, &[f32])> = self
+                .collector
+                .accepted()
+                .map(|u| (u.header.sample_count, u.weights.as_slice()))
+                .collect();
+            pool_moments(self.spec.aggregation, &accepted).map(|pooled| {
+                let reference = reference_count(accepted.iter().map(|(n, _)| *n));
+                (pooled, reference)
+            })
+        } else {
+            self.collector
+                .aggregate(self.spec.aggregation)
+                .map(|outcome| (outcome.model, 0))
         };
-        let outcome = self.collector.aggregate(rule);
         let mut record = RoundRecord {
             round: self.round,
             accepted: self.collector.accepted().count(),
@@ -831,16 +951,17 @@ impl Run {
             error: None,
         };
         match outcome {
-            Ok(outcome) => {
-                record.model_hash = outcome.model_hash.to_string();
+            Ok((model, reference)) => {
+                record.model_hash = model_hash(&model).to_string();
                 if self.round == 0 {
-                    self.moments = Some(Arc::from(outcome.model));
+                    self.moments = Some(Arc::from(model));
+                    self.reference_count = reference;
                     self.global = Arc::from(mc_learn_core::init::init_weights(
                         &self.spec.model,
                         self.spec.seed,
                     ));
                 } else {
-                    self.global = Arc::from(outcome.model);
+                    self.global = Arc::from(model);
                 }
             }
             Err(error) => {
@@ -917,6 +1038,7 @@ impl Run {
             global: self.global.to_vec(),
             history: self.history.clone(),
             rejections: self.rejections.clone(),
+            reference_count: self.reference_count,
         };
         postcard::to_stdvec(&snapshot).unwrap_or_default()
     }
@@ -950,6 +1072,7 @@ impl Run {
         self.round = snapshot.round;
         self.completed = snapshot.completed;
         self.moments = snapshot.moments.map(Arc::from);
+        self.reference_count = snapshot.reference_count;
         self.global = Arc::from(snapshot.global);
         self.history = snapshot.history;
         self.rejections = snapshot.rejections;
@@ -971,6 +1094,13 @@ impl Run {
             rejections: self.rejections.clone(),
             equivocators: self.evidence.keys().map(hex::encode).collect(),
             model_hash: (!self.global.is_empty()).then(|| model_hash(&self.global).to_string()),
+            reference_count: self.moments.is_some().then_some(self.reference_count),
+            local_steps: self
+                .moments
+                .is_some()
+                .then(|| self.spec.local_training().steps(self.reference_count)),
+            round_learning_rate: (self.moments.is_some() && self.round > 0)
+                .then(|| self.spec.local_training().rate(self.round)),
         }
     }
 }
@@ -1018,3 +1148,315 @@ pub fn parse_campaign_id(text: &str) -> Option<CampaignId> {
 
 /// The digest type, re-exported for drivers that show it.
 pub type ModelDigest = Digest;
+
+#[cfg(test)]
+mod tests {
+    use mc_learn_core::plan::FINAL_RATE_FRACTION;
+    use mc_learn_core::update;
+
+    use super::*;
+
+    const ROUNDS: u32 = 4;
+
+    /// Node `i`'s key (node 0 is the one under test).
+    fn key(i: u8) -> SigningKey {
+        SigningKey::from_bytes(&[i + 1; 32])
+    }
+
+    fn request(rule: Rule) -> CampaignRequest {
+        CampaignRequest {
+            model: mc_learn_core::schema::builtin_named("latency").unwrap(),
+            rounds: ROUNDS,
+            local_epochs: 2,
+            batch_size: Some(64),
+            learning_rate: Some(0.01),
+            participants: (0..3)
+                .map(|i| Participant {
+                    node: format!("n{i}"),
+                    key: hex::encode(key(i).verifying_key().to_bytes()),
+                })
+                .collect(),
+            aggregation: rule,
+            round_deadline_s: 10.0,
+            seed: Some(5),
+            max_update_norm: None,
+        }
+    }
+
+    /// Node 0 declares and joins a campaign; returns its first job.
+    fn start(learning: &mut Learning, request: CampaignRequest) -> (CampaignId, TrainJob) {
+        let (id, spec) = learning.declare(request, &NodeId::new("n0"), 0, 1).unwrap();
+        let mut fx = Effects::default();
+        learning.observe(vec![(id, spec)], 0, &mut fx);
+        assert_eq!(fx.jobs.len(), 1);
+        (id, fx.jobs.remove(0))
+    }
+
+    /// Every member's round result: node 0's through `on_trained`, the
+    /// others' signed and offered as if they came from the network. Returns
+    /// what the round's close produced.
+    fn play_round(
+        learning: &mut Learning,
+        id: CampaignId,
+        round: u32,
+        base: &[f32],
+        results: [(Vec<f32>, u64); 3],
+    ) -> Effects {
+        let mut fx = Effects::default();
+        for (i, (weights, count)) in results.into_iter().enumerate() {
+            if i == 0 {
+                let result = TrainResult {
+                    campaign: id,
+                    round,
+                    outcome: Ok((weights, count)),
+                };
+                learning.on_trained(result, 1, &mut fx);
+            } else {
+                let signed =
+                    update::sign(&key(i as u8), id, round, model_hash(base), count, weights)
+                        .unwrap();
+                learning.offer(signed, 1, &mut fx, false).unwrap();
+            }
+        }
+        fx
+    }
+
+    /// Moments of 7 features and a target, every column with `mean` and
+    /// variance 1.
+    fn moments(mean: f32) -> Vec<f32> {
+        let mut v = vec![mean; 7];
+        v.extend([mean * mean + 1.0; 7]);
+        v.extend([mean, mean * mean + 1.0]);
+        v
+    }
+
+    /// Equal up to rounding.
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs()
+    }
+
+    fn update_job(fx: &mut Effects) -> (Arc<[f32]>, Arc<[f32]>, StepPlan) {
+        assert_eq!(fx.jobs.len(), 1, "one job for the next round");
+        match fx.jobs.remove(0).kind {
+            TrainKind::Update {
+                base,
+                moments,
+                plan,
+                ..
+            } => (base, moments, plan),
+            TrainKind::Moments => panic!("expected a model round"),
+        }
+    }
+
+    #[test]
+    fn every_member_runs_the_steps_of_the_median_member_at_a_decaying_rate() {
+        let mut learning = Learning::new(key(0));
+        let (id, job) = start(&mut learning, request(Rule::FedAvg));
+        assert_eq!(job.kind, TrainKind::Moments);
+        let mut fx = play_round(
+            &mut learning,
+            id,
+            0,
+            &[],
+            [
+                (moments(1.0), 300),
+                (moments(2.0), 1000),
+                (moments(3.0), 9000),
+            ],
+        );
+        // 2 epochs of the median member's 1000 rows in batches of 64.
+        let (mut base, _, plan) = update_job(&mut fx);
+        assert_eq!(plan.steps, 2 * 1000u32.div_ceil(64));
+        assert_eq!(plan.batch_size, 64);
+        assert!(close(plan.learning_rate, 0.01), "{}", plan.learning_rate);
+        let view = learning.view(&id.to_string()).unwrap();
+        assert_eq!(view.reference_count, Some(1000));
+        assert_eq!(view.local_steps, Some(32));
+        assert!(view.round_learning_rate.is_some_and(|r| close(r, 0.01)));
+        let mut plans = vec![plan];
+        for round in 1..=ROUNDS {
+            let step = |d: f32| (base.iter().map(|w| w + d).collect(), 100);
+            let results = [step(0.001), step(0.002), step(0.003)];
+            let mut fx = play_round(&mut learning, id, round, &base, results);
+            if round == ROUNDS {
+                assert!(fx.jobs.is_empty());
+                assert_eq!(fx.finished.len(), 1);
+            } else {
+                let (next, _, plan) = update_job(&mut fx);
+                plans.push(plan);
+                base = next;
+            }
+        }
+        assert!(plans.iter().all(|p| p.steps == 32 && p.batch_size == 64));
+        let (first, last) = (
+            plans[0].learning_rate,
+            plans[ROUNDS as usize - 1].learning_rate,
+        );
+        assert!(
+            last < first,
+            "round {ROUNDS}'s rate {last} vs round 1's {first}"
+        );
+        assert!(close(last, 0.01 * FINAL_RATE_FRACTION), "{last}");
+        assert!(
+            plans
+                .windows(2)
+                .all(|w| w[1].learning_rate < w[0].learning_rate)
+        );
+    }
+
+    #[test]
+    fn robust_rules_pool_moments_with_the_spread_between_members() {
+        let mut learning = Learning::new(key(0));
+        let (id, _) = start(&mut learning, request(Rule::Median));
+        let mut fx = play_round(
+            &mut learning,
+            id,
+            0,
+            &[],
+            [
+                (moments(0.0), 500),
+                (moments(10.0), 500),
+                (moments(20.0), 500),
+            ],
+        );
+        let (_, pooled, _) = update_job(&mut fx);
+        // Centre: the median mean, 10. Variance: the median of every
+        // member's mean squared deviation from it (101, 1, 101), so the
+        // mean square is 101 + 10². Separate medians of the means and of
+        // the mean squares (1, 101, 401) would give variance 1.
+        for j in 0..7 {
+            assert_eq!(pooled[j], 10.0);
+            assert!((pooled[7 + j] - 201.0).abs() < 1e-3, "{}", pooled[7 + j]);
+        }
+        assert!((pooled[15] - 201.0).abs() < 1e-3);
+        let expected = pool_moments(
+            Rule::Median,
+            &[
+                (500, &moments(0.0)),
+                (500, &moments(10.0)),
+                (500, &moments(20.0)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(&pooled[..], &expected[..]);
+        let view = learning.view(&id.to_string()).unwrap();
+        assert_eq!(view.rounds[0].model_hash, model_hash(&pooled).to_string());
+        assert_eq!(view.reference_count, Some(500));
+    }
+
+    #[test]
+    fn declarations_without_training_settings_take_the_defaults() {
+        let learning = Learning::new(key(0));
+        let (_, spec) = learning
+            .declare(request(Rule::FedAvg), &NodeId::new("n0"), 0, 1)
+            .unwrap();
+        let mut json = serde_json::to_value(&spec).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        assert!(fields.remove("batch_size").is_some());
+        assert!(fields.remove("learning_rate").is_some());
+        let older: CampaignSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(older.batch_size, DEFAULT_CAMPAIGN_BATCH);
+        assert_eq!(older.learning_rate, DEFAULT_CAMPAIGN_LR);
+        assert_eq!((older.rounds, older.seed), (spec.rounds, spec.seed));
+
+        let mut unset = request(Rule::FedAvg);
+        (unset.batch_size, unset.learning_rate) = (None, None);
+        let (_, spec) = learning.declare(unset, &NodeId::new("n0"), 0, 1).unwrap();
+        assert_eq!(spec.batch_size, DEFAULT_CAMPAIGN_BATCH);
+        assert_eq!(spec.learning_rate, DEFAULT_CAMPAIGN_LR);
+    }
+
+    #[test]
+    fn bad_training_settings_are_refused() {
+        let learning = Learning::new(key(0));
+        let declare = |batch: Option<u32>, rate: Option<f64>| {
+            let mut r = request(Rule::FedAvg);
+            (r.batch_size, r.learning_rate) = (batch, rate);
+            learning.declare(r, &NodeId::new("n0"), 0, 1)
+        };
+        for batch in [0, MAX_CAMPAIGN_BATCH + 1] {
+            let error = declare(Some(batch), None).unwrap_err();
+            assert!(
+                matches!(&error, LearnError::Invalid(m) if m.contains("batch_size")),
+                "{error}"
+            );
+        }
+        for rate in [0.0, -1e-3, f64::NAN, f64::INFINITY, MAX_CAMPAIGN_LR * 1.01] {
+            let error = declare(None, Some(rate)).unwrap_err();
+            assert!(
+                matches!(&error, LearnError::Invalid(m) if m.contains("learning_rate")),
+                "{error}"
+            );
+        }
+        assert!(declare(Some(MAX_CAMPAIGN_BATCH), Some(MAX_CAMPAIGN_LR)).is_ok());
+
+        // A declaration that reaches the document with bad settings anyway
+        // (another implementation, a hand-written entry) is only observed.
+        let mut learning = Learning::new(key(0));
+        let (id, mut spec) = learning
+            .declare(request(Rule::FedAvg), &NodeId::new("n0"), 0, 1)
+            .unwrap();
+        spec.batch_size = 0;
+        let mut fx = Effects::default();
+        learning.observe(vec![(id, spec)], 0, &mut fx);
+        assert!(fx.jobs.is_empty());
+        let view = learning.view(&id.to_string()).unwrap();
+        assert_eq!(view.state, CampaignState::Observing);
+    }
+
+    #[test]
+    fn the_reference_count_survives_a_restart_and_older_progress_is_unusable() {
+        let mut learning = Learning::new(key(0));
+        let (id, _) = start(&mut learning, request(Rule::FedAvg));
+        let fx = play_round(
+            &mut learning,
+            id,
+            0,
+            &[],
+            [
+                (moments(1.0), 300),
+                (moments(2.0), 1000),
+                (moments(3.0), 9000),
+            ],
+        );
+        let (_, saved) = fx.saves.last().cloned().unwrap();
+        let spec = learning.runs[&id].spec.clone();
+
+        let mut restarted = Learning::new(key(0));
+        restarted.restore(&[(id.to_string(), saved.clone())]);
+        let mut fx = Effects::default();
+        restarted.observe(vec![(id, spec.clone())], 2, &mut fx);
+        let (_, _, plan) = update_job(&mut fx);
+        assert_eq!(plan.steps, 32);
+        assert!(close(plan.learning_rate, 0.01), "{}", plan.learning_rate);
+
+        // Progress saved before the reference count existed does not decode:
+        // the campaign starts over rather than resume without it.
+        #[derive(Serialize)]
+        struct Older {
+            round: u32,
+            completed: bool,
+            moments: Option<Vec<f32>>,
+            global: Vec<f32>,
+            history: Vec<RoundRecord>,
+            rejections: BTreeMap<String, u64>,
+        }
+        let snapshot: Snapshot = postcard::from_bytes(&saved).unwrap();
+        let older = postcard::to_stdvec(&Older {
+            round: snapshot.round,
+            completed: snapshot.completed,
+            moments: snapshot.moments,
+            global: snapshot.global,
+            history: snapshot.history,
+            rejections: snapshot.rejections,
+        })
+        .unwrap();
+        assert!(postcard::from_bytes::<Snapshot>(&older).is_err());
+        let mut restarted = Learning::new(key(0));
+        restarted.restore(&[(id.to_string(), older)]);
+        let mut fx = Effects::default();
+        restarted.observe(vec![(id, spec)], 2, &mut fx);
+        assert_eq!(fx.jobs[0].kind, TrainKind::Moments);
+        assert_eq!(fx.jobs[0].round, 0);
+    }
+}

@@ -471,6 +471,7 @@ fn tiny_schema() -> ModelSchema {
         features: vec!["a".into(), "b".into()],
         target: "y".into(),
         hidden_layers: vec![3],
+        target_scale: Default::default(),
     }
 }
 
@@ -538,6 +539,8 @@ impl Net {
             model: tiny_schema(),
             rounds: 3,
             local_epochs: 1,
+            batch_size: None,
+            learning_rate: None,
             participants,
             aggregation: rule,
             round_deadline_s: 5.0,

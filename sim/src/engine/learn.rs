@@ -185,6 +185,8 @@ impl Simulation {
             model: l.schema.clone(),
             rounds: c.rounds,
             local_epochs: c.local_epochs,
+            batch_size: c.batch_size,
+            learning_rate: c.learning_rate,
             participants,
             aggregation: c.aggregation,
             round_deadline_s: c.round_deadline_s,
@@ -229,24 +231,22 @@ impl Simulation {
         };
         let behaviour = l.behaviours[n];
         let corrupts = behaviour.corrupts(job.round, &l.config.attack);
-        let outcome = l.orgs[n]
-            .run_job(&job, &l.config)
-            .map(|(mut weights, rows)| {
-                let base: &[f32] = match &job.kind {
-                    TrainKind::Update { base, .. } => base,
-                    TrainKind::Moments => &[],
-                };
-                if corrupts {
-                    attack::corrupt(
-                        behaviour,
-                        &l.config.attack,
-                        base,
-                        &mut weights,
-                        &mut l.attack_rng,
-                    );
-                }
-                (weights, rows)
-            });
+        let outcome = l.orgs[n].run_job(&job).map(|(mut weights, rows)| {
+            let base: &[f32] = match &job.kind {
+                TrainKind::Update { base, .. } => base,
+                TrainKind::Moments => &[],
+            };
+            if corrupts {
+                attack::corrupt(
+                    behaviour,
+                    &l.config.attack,
+                    base,
+                    &mut weights,
+                    &mut l.attack_rng,
+                );
+            }
+            (weights, rows)
+        });
         let delay = l.orgs[n].compute_time(&job, &l.config, l.slowness[n]);
         l.jobs += 1;
         l.compute += delay;

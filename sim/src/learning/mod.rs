@@ -6,7 +6,7 @@
 //! [learning]
 //! model = "latency"           # a built-in model: latency, error_rate, memory, anomaly
 //! rounds = 10                 # model rounds, after the moments round (round 0)
-//! local_epochs = 2
+//! local_epochs = 2            # epochs of the median member: every one runs these steps
 //! aggregation = "median"      # fedavg | median | trimmed-mean:0.2 | multi-krum:f=2,m=5
 //! round_deadline_s = 30       # how long a round waits for missing participants
 //! max_update_norm = 1000      # bound on ‖update − base‖₂ (default: the core's)
@@ -14,10 +14,10 @@
 //! start_at_s = 10             # when node `creator` creates the campaign
 //! creator = 0
 //! tick_ms = 500               # the cores' learning_tick_ms
-//! batch_size = 64             # local training: what mc-node's learner uses
-//! learning_rate = 0.002
+//! batch_size = 64             # the campaign's batch size (default: the node's)
+//! learning_rate = 0.002       # the campaign's round-1 rate (default: the node's)
 //! compute_ms = 200            # simulated duration of a local job: a fixed part
-//! compute_us_per_row_epoch = 20   # plus this per training row and epoch
+//! compute_us_per_row_epoch = 20   # plus this per row processed
 //! compute_spread = 0.5        # node k is slower by a factor drawn in [1, 1 + spread]
 //! score_floor = -100          # the final model's R² (F1) on every honest org's held-out rows …
 //! pooled_score_floor = 0.4    # … and on all of them pooled
@@ -34,29 +34,36 @@
 //!   learner does; the last 20 % are held out for the final R².
 //! - **The campaign.** At `start_at_s` node `creator` is sent
 //!   `ApiRequest::CreateCampaign` with every node as a participant (each one's
-//!   key read from its core). From there on the cores run the campaign
+//!   key read from its core), and `batch_size` / `learning_rate` when the
+//!   section sets them (otherwise the core's defaults,
+//!   `DEFAULT_CAMPAIGN_BATCH` and `DEFAULT_CAMPAIGN_LR`). From there on the cores run the campaign
 //!   themselves: declaration by the knowledge document, signed updates sent
 //!   point to point, collectors, deadlines, aggregation.
 //! - **Local work.** The engine serves each `Output::Train` with the same
-//!   `mc_learn` calls as `mc-node`'s learner (moments, or `local_update` from
-//!   the round's base with the pooled normaliser) on the CPU with one torch
-//!   thread, and feeds `Input::Trained` back after a simulated compute time
-//!   ([`train`]): `compute_ms` plus `compute_us_per_row_epoch` per training
-//!   row and epoch, times the node's slowness. (The real computation takes
-//!   about 5 µs per row and epoch for the built-in models on one core of the
-//!   2-core development VM; the default of 20 µs stands for a busier or
-//!   smaller machine.)
+//!   `mc_learn` calls as `mc-node`'s learner (moments, or `campaign_update`
+//!   from the round's base with the pooled normaliser, running the job's
+//!   step plan: the same number of steps on every participant) on the CPU
+//!   with one torch thread, and feeds `Input::Trained` back after a
+//!   simulated compute time ([`train`]): `compute_ms` plus
+//!   `compute_us_per_row_epoch` per row processed — the training rows once
+//!   for the moments, `steps × batch_size` in a model round — times the
+//!   node's slowness. (The real computation takes about 5 µs per row for
+//!   the built-in models on one core of the 2-core development VM; the
+//!   default of 20 µs stands for a busier or smaller machine. The key keeps
+//!   its older name.)
 //! - **Byzantine participants** ([`Behaviour`], drawn from the seed among the
 //!   nodes other than the creator). `sign_flip`, `scale`, `noise` and `nan`
 //!   change the weights the driver hands to its core, which then signs them:
 //!   validly signed bad updates that robust aggregation (or, for NaN, the
 //!   collector's finiteness check) must handle. They attack the model
 //!   rounds; the moments of round 0 only with `attack.moments = true` (NaN
-//!   always), as `mc-learn bench federated` does — the core takes the
-//!   coordinate-wise median of means and of mean squares separately under a
-//!   robust rule, and a few corrupted moments can make the resulting
-//!   variance negative, which floors the normaliser's deviation and wrecks
-//!   every model. `forged`, `tampered` and `impostor` nodes train honestly, but the simulator rewrites every update
+//!   always), as `mc-learn bench federated` does: under a robust rule the
+//!   core pools the moments with `mc_learn_core::plan::pool_moments` (the
+//!   median of the means as the centre, the median of every member's mean
+//!   squared deviation from it as the variance), which a minority of
+//!   corrupted moments cannot move far, but corrupted moments still shift
+//!   the normalisation every honest model depends on. `forged`, `tampered`
+//!   and `impostor` nodes train honestly, but the simulator rewrites every update
 //!   chunk they send, after signing ([`attack::sabotage`]): a signature by
 //!   another key (`bad_signature`), weights changed under a valid signature
 //!   (`weights_mismatch`), or the update re-signed by a key outside the
@@ -74,6 +81,7 @@ pub mod train;
 
 use mc_learn_core::aggregate::Rule;
 use mc_learn_core::schema::{self, ModelSchema};
+use mc_node::core::learning;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -88,7 +96,8 @@ pub struct Config {
     pub model: String,
     /// Model rounds after the moments round.
     pub rounds: u32,
-    /// Local epochs per round.
+    /// Local epochs per round, of the member with the median row count
+    /// (every participant runs the steps these take).
     #[serde(default = "default_local_epochs")]
     pub local_epochs: u32,
     /// The campaign's aggregation rule.
@@ -110,16 +119,20 @@ pub struct Config {
     /// The cores' `learning_tick_ms`.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
-    /// Rows per gradient step of local training.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Adam's learning rate in local training.
-    #[serde(default = "default_learning_rate")]
-    pub learning_rate: f64,
+    /// The campaign's rows per local step (default: the core's
+    /// `DEFAULT_CAMPAIGN_BATCH`).
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// The campaign's learning rate in model round 1, decaying to a tenth
+    /// by the last (default: the core's `DEFAULT_CAMPAIGN_LR`).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
     /// Fixed part of a local job's simulated duration.
     #[serde(default = "default_compute_ms")]
     pub compute_ms: f64,
-    /// Simulated duration per training row and epoch (moments: one epoch).
+    /// Simulated duration per row processed: the training rows once for
+    /// the moments, `steps × batch_size` in a model round (the name is
+    /// older than counting local work in steps).
     #[serde(default = "default_compute_us")]
     pub compute_us_per_row_epoch: f64,
     /// Each node is slower than the fastest by a factor in `[1, 1 + spread]`.
@@ -153,16 +166,6 @@ fn default_aggregation() -> Rule {
 
 fn default_tick_ms() -> u64 {
     500
-}
-
-/// `mc-node`'s learner trains campaign rounds with minibatches of 64 rows.
-fn default_batch_size() -> usize {
-    64
-}
-
-/// `mc-node`'s learner trains campaign rounds at learning rate 2·10⁻³.
-fn default_learning_rate() -> f64 {
-    2e-3
 }
 
 fn default_compute_ms() -> f64 {
@@ -355,8 +358,26 @@ impl Config {
         if self.rows_cap.is_some_and(|r| r < 10) {
             return invalid("rows_cap below 10 leaves nothing to hold out".into());
         }
-        if self.tick_ms == 0 || self.batch_size == 0 || !positive(self.learning_rate) {
-            return invalid("tick_ms, batch_size and learning_rate must be > 0".into());
+        if self.tick_ms == 0 {
+            return invalid("tick_ms must be > 0".into());
+        }
+        if self
+            .batch_size
+            .is_some_and(|b| b == 0 || b > learning::MAX_CAMPAIGN_BATCH)
+        {
+            return invalid(format!(
+                "batch_size must be 1-{}",
+                learning::MAX_CAMPAIGN_BATCH
+            ));
+        }
+        if self
+            .learning_rate
+            .is_some_and(|r| !positive(r) || r > learning::MAX_CAMPAIGN_LR)
+        {
+            return invalid(format!(
+                "learning_rate must be in (0, {}]",
+                learning::MAX_CAMPAIGN_LR
+            ));
         }
         if !non_negative(self.compute_ms)
             || !non_negative(self.compute_us_per_row_epoch)
@@ -384,9 +405,7 @@ impl Config {
         }
         // An update must fit one chunk for the wire saboteurs to rewrite it.
         let update_bytes = 4 * schema.num_params() + 256;
-        if update_bytes + mc_learn_core::chunk::CHUNK_OVERHEAD
-            > mc_node::core::learning::UPDATE_CHUNK_BYTES
-        {
+        if update_bytes + mc_learn_core::chunk::CHUNK_OVERHEAD > learning::UPDATE_CHUNK_BYTES {
             return invalid(format!(
                 "model {} is too large for one update chunk",
                 self.model
@@ -427,7 +446,8 @@ mod tests {
     #[test]
     fn defaults_follow_the_node_learner() {
         let c = config();
-        assert_eq!((c.batch_size, c.learning_rate), (64, 2e-3));
+        // Unset: the campaign takes the core's defaults.
+        assert_eq!((c.batch_size, c.learning_rate), (None, None));
         assert_eq!(c.aggregation, Rule::Median);
         assert_eq!(c.byzantine.total(), 4);
         assert_eq!(c.worst_case_end_s(), 5.0 + 4.0 * 20.0);
@@ -462,5 +482,21 @@ mod tests {
         let mut c = config();
         c.creator = 10;
         assert!(c.validate(10).is_err());
+        let mut c = config();
+        c.batch_size = Some(0);
+        assert!(
+            c.validate(10)
+                .unwrap_err()
+                .to_string()
+                .contains("batch_size")
+        );
+        let mut c = config();
+        c.learning_rate = Some(f64::NAN);
+        assert!(
+            c.validate(10)
+                .unwrap_err()
+                .to_string()
+                .contains("learning_rate")
+        );
     }
 }

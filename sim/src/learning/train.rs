@@ -2,18 +2,19 @@
 //!
 //! [`Org::consortium`] makes one organisation per node from the run's seed.
 //! [`Org::run_job`] does what `mc-node`'s learner does for a
-//! [`TrainJob`] — the moments vector of round 0, or `local_update` from the
-//! round's base with the pooled normaliser — on the first 80 % of the rows,
-//! on the CPU. [`Org::predict`] and [`score`] judge a finished model on the
+//! [`TrainJob`] — the moments vector of round 0, or
+//! [`campaign_update`] from the round's base with the pooled normaliser and
+//! the job's [`StepPlan`](mc_learn_core::plan::StepPlan) — on the first
+//! 80 % of the rows, on the CPU. [`Org::predict`] and [`score`] judge a finished model on the
 //! last 20 %.
 //!
 //! libtorch runs with one intra-op thread ([`single_threaded`]): results must
 //! not depend on how many cores the machine has, or the same seed would not
 //! give the same report everywhere.
 
-use mc_learn::federated::{local_update, moments_vector, normaliser_from_moments};
+use mc_learn::federated::{campaign_update, moments_vector, normaliser_from_moments};
 use mc_learn::tch::Device;
-use mc_learn::{Model, Scores, TrainConfig};
+use mc_learn::{Model, Scores};
 use mc_learn_core::synth;
 use mc_learn_core::{Dataset, ModelSchema};
 use mc_node::core::{TrainJob, TrainKind};
@@ -81,7 +82,7 @@ impl Org {
 
     /// The job's result, as `mc-node`'s learner computes it: the weights (or
     /// moments) and the number of rows.
-    pub fn run_job(&self, job: &TrainJob, config: &Config) -> Result<(Vec<f32>, u64), String> {
+    pub fn run_job(&self, job: &TrainJob) -> Result<(Vec<f32>, u64), String> {
         if self.train.is_empty() {
             return Err(format!("too few rows for model {:?}", job.model.name));
         }
@@ -90,41 +91,32 @@ impl Org {
             TrainKind::Update {
                 base,
                 moments,
-                local_epochs,
+                plan,
                 seed,
-            } => {
-                let normaliser = normaliser_from_moments(&job.model, moments)?;
-                let cfg = TrainConfig {
-                    epochs: *local_epochs as usize,
-                    batch_size: config.batch_size,
-                    learning_rate: config.learning_rate,
-                    seed: *seed,
-                    device: Device::Cpu,
-                    ..TrainConfig::default()
-                };
-                local_update(
-                    &job.model,
-                    &normaliser,
-                    base,
-                    &self.train,
-                    *local_epochs as usize,
-                    &cfg,
-                )
-                .map_err(|e| e.to_string())
-            }
+            } => campaign_update(
+                &job.model,
+                moments,
+                base,
+                &self.train,
+                plan,
+                *seed,
+                Device::Cpu,
+            ),
         }
     }
 
     /// How long the job takes on a node `slowness` times slower than the
-    /// fastest: `compute_ms` plus `compute_us_per_row_epoch` per row and
-    /// epoch (the moments are one pass).
+    /// fastest: `compute_ms` plus `compute_us_per_row_epoch` per row
+    /// processed. The moments are one pass over the training rows; a model
+    /// round processes `steps × batch_size` rows of its plan, the same on
+    /// every participant whatever its row count (a member with fewer rows
+    /// than one batch processes fewer; that is not modelled).
     pub fn compute_time(&self, job: &TrainJob, config: &Config, slowness: f64) -> Micros {
-        let epochs = match &job.kind {
-            TrainKind::Moments => 1,
-            TrainKind::Update { local_epochs, .. } => *local_epochs,
+        let rows = match &job.kind {
+            TrainKind::Moments => self.train.len() as f64,
+            TrainKind::Update { plan, .. } => f64::from(plan.steps) * f64::from(plan.batch_size),
         };
-        let row_epochs = self.train.len() as f64 * f64::from(epochs);
-        millis(slowness * (config.compute_ms + row_epochs * config.compute_us_per_row_epoch / 1e3))
+        millis(slowness * (config.compute_ms + rows * config.compute_us_per_row_epoch / 1e3))
     }
 
     /// A finished model's predictions (its pooled `moments` and `weights`)
@@ -154,6 +146,8 @@ mod tests {
     use std::sync::Arc;
 
     use mc_learn_core::CampaignId;
+    use mc_learn_core::plan::LocalTraining;
+    use mc_node::core::learning::{DEFAULT_CAMPAIGN_BATCH, DEFAULT_CAMPAIGN_LR};
 
     use super::*;
 
@@ -191,25 +185,32 @@ mod tests {
             model: schema.clone(),
             kind,
         };
-        let (moments, rows) = org.run_job(&job(TrainKind::Moments), &c).unwrap();
+        let (moments, rows) = org.run_job(&job(TrainKind::Moments)).unwrap();
         assert_eq!(rows, 240);
         let base: Arc<[f32]> = Arc::from(mc_learn_core::init::init_weights(&schema, 7));
+        // 2 epochs of a median member with 240 rows: 2 · ⌈240 / 64⌉ steps.
+        let plan = LocalTraining {
+            local_epochs: 2,
+            batch_size: DEFAULT_CAMPAIGN_BATCH,
+            learning_rate: DEFAULT_CAMPAIGN_LR,
+            rounds: c.rounds,
+        }
+        .plan(240, 1);
+        assert_eq!(plan.steps, 8);
         let update = job(TrainKind::Update {
             base: base.clone(),
             moments: Arc::from(moments.clone()),
-            local_epochs: 2,
+            plan,
             seed: 9,
         });
-        let (w, n) = org.run_job(&update, &c).unwrap();
+        let (w, n) = org.run_job(&update).unwrap();
         assert_eq!((w.len(), n), (schema.num_params(), 240));
-        assert_eq!(
-            org.run_job(&update, &c).unwrap().0,
-            w,
-            "same job, same bits"
-        );
+        assert_eq!(org.run_job(&update).unwrap().0, w, "same job, same bits");
         assert_ne!(&w[..], &base[..]);
-        // 200 ms + 240 rows × 2 epochs × 20 µs, twice as slow.
-        assert_eq!(org.compute_time(&update, &c, 2.0), 2 * 209_600);
+        // 200 ms + 8 steps × 64 rows × 20 µs, twice as slow.
+        assert_eq!(org.compute_time(&update, &c, 2.0), 2 * 210_240);
+        // The moments: one pass over the 240 rows.
+        assert_eq!(org.compute_time(&job(TrainKind::Moments), &c, 1.0), 204_800);
         let predictions = org.predict(&schema, &moments, &w).unwrap();
         assert_eq!(predictions.len(), 60);
         assert!(score(&schema, &predictions, &org.test.y).is_finite());
