@@ -102,6 +102,19 @@ fn read_uleb128(bytes: &[u8]) -> Option<(u64, usize)> {
 /// Document chunks are loaded strictly into a scratch document and expanded into their changes.
 pub(crate) fn decode_changes(data: &[u8]) -> Result<Vec<Change>, Error> {
     let mut changes = Vec::new();
+    decode_into(data, Some(&mut changes))?;
+    Ok(changes)
+}
+
+/// Checks `data` exactly as strictly as [`decode_changes`] does, without keeping the changes:
+/// a document chunk is loaded and verified but not expanded into its changes (rebuilding every
+/// change of a document costs more than loading it), for callers that hand the bytes to
+/// Automerge afterwards.
+pub(crate) fn validate(data: &[u8]) -> Result<(), Error> {
+    decode_into(data, None)
+}
+
+fn decode_into(data: &[u8], mut changes: Option<&mut Vec<Change>>) -> Result<(), Error> {
     for frame in frames(data)? {
         match frame.chunk_type {
             CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
@@ -118,7 +131,9 @@ pub(crate) fn decode_changes(data: &[u8]) -> Result<Vec<Change>, Error> {
                         offset: frame.offset,
                     });
                 }
-                changes.push(change);
+                if let Some(changes) = changes.as_deref_mut() {
+                    changes.push(change);
+                }
             }
             CHUNK_DOCUMENT => {
                 // The default OnPartialLoad is already Error; spelled out because the strictness
@@ -132,7 +147,9 @@ pub(crate) fn decode_changes(data: &[u8]) -> Result<Vec<Change>, Error> {
                         source: Box::new(source),
                     }
                 })?;
-                changes.extend(doc.get_changes(&[]));
+                if let Some(changes) = changes.as_deref_mut() {
+                    changes.extend(doc.get_changes(&[]));
+                }
             }
             other => {
                 return Err(Error::UnsupportedChunk {
@@ -142,7 +159,7 @@ pub(crate) fn decode_changes(data: &[u8]) -> Result<Vec<Change>, Error> {
             }
         }
     }
-    Ok(changes)
+    Ok(())
 }
 
 #[cfg(test)]

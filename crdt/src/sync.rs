@@ -7,7 +7,10 @@
 //! received, so a lost message stalls the session — call [`SyncSession::reset`] when the
 //! connection to the peer is re-established.
 
-use automerge::sync::{Message, State, SyncDoc};
+use std::collections::BTreeSet;
+
+use automerge::ChangeHash;
+use automerge::sync::{Capability, Message, MessageFlags, State, SyncDoc};
 
 use crate::knowledge_base::sorted_hex;
 use crate::{Error, KnowledgeBase, chunks};
@@ -98,7 +101,7 @@ impl KnowledgeBase {
                 .is_none_or(|have| {
                     have.last_sync
                         .iter()
-                        .all(|h| self.doc.get_change_by_hash(h).is_some())
+                        .all(|h| self.doc.get_change_meta_by_hash(h).is_some())
                 })
     }
 
@@ -108,6 +111,16 @@ impl KnowledgeBase {
     /// (Automerge itself would silently skip undecodable chunks), so garbage leaves both the
     /// document and the session untouched. If Automerge rejects valid-looking changes (e.g. a
     /// reused actor sequence number) the error is returned; reset the session before retrying.
+    ///
+    /// The state update is Automerge 0.12's `receive_sync_message` step for step (same fields,
+    /// same order, same results), with one difference in cost only: Automerge trims the hashes
+    /// sent in this session to those the peer's heads do not cover by walking the *whole*
+    /// history behind those heads on every message, also when nothing was sent. Here the walk is
+    /// skipped when the set is empty or the peer's heads are ours (they cover all we hold), and
+    /// otherwise done with the change graph's clock for the peer's heads (an ancestor of the
+    /// heads is exactly a change their clock covers). Change chunks are validated as strictly as
+    /// before, but a whole-document chunk is no longer expanded into its changes just to be
+    /// thrown away.
     pub fn receive_sync_message(
         &mut self,
         session: &mut SyncSession,
@@ -115,12 +128,114 @@ impl KnowledgeBase {
     ) -> Result<bool, Error> {
         let message = Message::decode(bytes).map_err(|e| Error::SyncMessage(Box::new(e)))?;
         for chunk in message.changes.iter() {
-            chunks::decode_changes(chunk)?;
+            chunks::validate(chunk)?;
         }
+        let state = &mut session.state;
+        state.in_flight = false;
         let before = self.doc.get_heads();
-        self.doc
-            .sync()
-            .receive_sync_message(&mut session.state, message)?;
-        Ok(self.doc.get_heads() != before)
+        let Message {
+            heads: message_heads,
+            changes: message_changes,
+            need: message_need,
+            have: message_have,
+            flags: message_flags,
+            ..
+        } = message;
+
+        if let Some(flags) = message_flags {
+            // Any peer that sends the flags section supports V2 messages.
+            let mut caps = vec![Capability::MessageV2];
+            if flags.contains(MessageFlags::SUPPORTS_SYNC_RESET) {
+                caps.push(Capability::SyncReset);
+            }
+            state.their_capabilities = Some(caps);
+            if flags.contains(MessageFlags::SYNC_RESET) {
+                state.sent_hashes.clear();
+            }
+            state.peer_read_only = flags.contains(MessageFlags::READ_ONLY);
+        }
+
+        let changes_is_empty = message_changes.is_empty();
+        let mut after = None;
+        if !changes_is_empty && !state.read_only {
+            let joined: Vec<u8> = message_changes.iter().flatten().copied().collect();
+            self.doc.load_incremental(&joined)?;
+            let new_heads = self.doc.get_heads();
+            state.shared_heads = advance_heads(&before, &new_heads, &state.shared_heads);
+            after = Some(new_heads);
+        }
+
+        // Trim the sent hashes down to those the peer's heads do not cover.
+        if !state.sent_hashes.is_empty() {
+            let known: Vec<ChangeHash> = message_heads
+                .iter()
+                .filter(|h| self.doc.get_change_meta_by_hash(h).is_some())
+                .copied()
+                .collect();
+            if known.is_empty() {
+                // No heads we know: nothing is covered.
+            } else if BTreeSet::from_iter(&known)
+                == BTreeSet::from_iter(after.as_ref().unwrap_or(&before))
+            {
+                // Our own heads cover every change we hold, so every one we sent.
+                state.sent_hashes.clear();
+            } else {
+                let uncovered: BTreeSet<ChangeHash> = self
+                    .doc
+                    .get_changes_meta(&known)
+                    .iter()
+                    .map(|meta| meta.hash)
+                    .collect();
+                state.sent_hashes.retain(|h| uncovered.contains(h));
+            }
+        }
+
+        if changes_is_empty && message_heads == before {
+            state.last_sent_heads.clone_from(&message_heads);
+        }
+
+        let known_heads: Vec<ChangeHash> = message_heads
+            .iter()
+            .filter(|h| self.doc.get_change_meta_by_hash(h).is_some())
+            .copied()
+            .collect();
+        if known_heads.len() == message_heads.len() {
+            state.shared_heads.clone_from(&message_heads);
+            // The peer lost all its data: start a full resync.
+            if message_heads.is_empty() {
+                state.last_sent_heads = Vec::new();
+                state.sent_hashes = BTreeSet::new();
+            }
+        } else {
+            let merged: BTreeSet<ChangeHash> = state
+                .shared_heads
+                .iter()
+                .chain(known_heads.iter())
+                .copied()
+                .collect();
+            state.shared_heads = merged.into_iter().collect();
+        }
+
+        state.their_have = Some(message_have);
+        state.their_heads = Some(message_heads);
+        state.their_need = Some(message_need);
+
+        let after = match after {
+            Some(heads) => heads,
+            None => self.doc.get_heads(),
+        };
+        Ok(after != before)
     }
+}
+
+/// Automerge's `advance_heads`: the shared heads after our heads moved from `old` to `new` —
+/// our new heads that are not old ones, plus the old shared heads that are still heads; sorted.
+fn advance_heads(old: &[ChangeHash], new: &[ChangeHash], shared: &[ChangeHash]) -> Vec<ChangeHash> {
+    let advanced: BTreeSet<ChangeHash> = new
+        .iter()
+        .filter(|h| !old.contains(h))
+        .chain(shared.iter().filter(|h| new.contains(h)))
+        .copied()
+        .collect();
+    advanced.into_iter().collect()
 }
