@@ -10,8 +10,10 @@
 //!   be better): (c1) mean R² over organisations at least 95 % of
 //!   central's, (c2) mean MAE at most 5 % above central's;
 //! - **(d)** with the Byzantine participants attacking, each robust rule's
-//!   mean R² over the honest organisations drops by at most 0.02 from the
-//!   same rule's clean run, under every attack; and plain FedAvg degrades
+//!   mean R² over the honest organisations stays within 0.02 of the same
+//!   rule's clean run, under every attack, in either direction (an attacked
+//!   run far *better* than the clean one shows run-to-run noise, not
+//!   robustness); and plain FedAvg degrades
 //!   visibly, which we take to mean a drop of at least 0.1 (five times the
 //!   tolerance) under every attack.
 
@@ -180,7 +182,8 @@ fn robustness(b: &ByzantineReport) -> Vec<Check> {
                         "{} stays within {ROBUST_TOLERANCE} mean honest R² of its clean run under attack",
                         r.rule
                     ),
-                    passed: drops.iter().all(|(_, d)| *d <= ROBUST_TOLERANCE),
+                    // Within the tolerance either way; NaN fails.
+                    passed: drops.iter().all(|(_, d)| d.abs() <= ROBUST_TOLERANCE),
                     detail,
                 }
             }
