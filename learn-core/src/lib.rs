@@ -125,6 +125,7 @@ pub mod chunk;
 pub mod csv;
 pub mod dataset;
 pub mod digest;
+pub mod drift;
 pub mod init;
 mod kernel;
 pub mod metrics;

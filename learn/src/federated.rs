@@ -24,14 +24,18 @@ use crate::{Model, ModelError, Normaliser, Optimiser, TrainConfig};
 pub const LOCAL_OPTIMISER: Optimiser = Optimiser::Adam;
 
 /// Trains the global model `global_flat` on `data` as `plan` says (its
-/// steps, batch size and learning rate; `seed` orders the minibatches) and
-/// returns the new flat weights and the number of rows trained on.
+/// steps, batch size and learning rate; `seed` orders the minibatches),
+/// adding `correction` to the weights after every step when there is one
+/// ([`mc_learn_core::drift`]), and returns the new flat weights and the
+/// number of rows trained on.
+#[allow(clippy::too_many_arguments)]
 pub fn local_update(
     schema: &ModelSchema,
     normaliser: &Normaliser,
     global_flat: &[f32],
     data: &Dataset,
     plan: &StepPlan,
+    correction: Option<&[f32]>,
     seed: u64,
     device: Device,
 ) -> Result<(Vec<f32>, u64), ModelError> {
@@ -43,24 +47,36 @@ pub fn local_update(
         device,
         ..TrainConfig::default()
     };
-    let report = model.train_steps(data, plan.steps as usize, LOCAL_OPTIMISER, &cfg)?;
+    let report = model.train_steps(data, plan.steps as usize, LOCAL_OPTIMISER, correction, &cfg)?;
     Ok((model.flat_weights(), report.samples))
 }
 
 /// A model round's job as every driver (the node's learner, the simulator)
 /// runs it: the normaliser from the round-0 `moments`, then
 /// [`local_update`] from `base`.
+#[allow(clippy::too_many_arguments)]
 pub fn campaign_update(
     schema: &ModelSchema,
     moments: &[f32],
     base: &[f32],
     data: &Dataset,
     plan: &StepPlan,
+    correction: Option<&[f32]>,
     seed: u64,
     device: Device,
 ) -> Result<(Vec<f32>, u64), String> {
     let normaliser = normaliser_from_moments(schema, moments)?;
-    local_update(schema, &normaliser, base, data, plan, seed, device).map_err(|e| e.to_string())
+    local_update(
+        schema,
+        &normaliser,
+        base,
+        data,
+        plan,
+        correction,
+        seed,
+        device,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The moments vector of round 0: per feature the mean, per feature the

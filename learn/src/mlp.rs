@@ -149,6 +149,45 @@ impl Mlp {
         })
     }
 
+    /// `flat` (in [`Self::flat`]'s order) cut into tensors shaped like the
+    /// parameters, on their device.
+    pub fn shaped_like_params(&self, flat: &[f32]) -> Result<Vec<Tensor>, ModelError> {
+        let expected = self.num_params();
+        if flat.len() != expected {
+            return Err(ModelError::WrongLength {
+                expected,
+                got: flat.len(),
+            });
+        }
+        let device = self.device();
+        let mut offset = 0;
+        let mut out = Vec::with_capacity(2 * self.layers.len());
+        for (_, param) in self.named_params() {
+            let n = param.numel();
+            out.push(
+                Tensor::f_from_slice(&flat[offset..offset + n])?
+                    .f_reshape(param.size())?
+                    .f_to_device(device)?,
+            );
+            offset += n;
+        }
+        Ok(out)
+    }
+
+    /// Adds `deltas` (from [`Self::shaped_like_params`]) to the trainable
+    /// parameters in place; frozen ones keep their values.
+    pub fn add_to_params(&mut self, deltas: &[Tensor]) -> Result<(), ModelError> {
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for ((_, param), delta) in self.named_params().into_iter().zip(deltas) {
+                if param.requires_grad() {
+                    let mut param = param.shallow_clone();
+                    let _ = param.f_add_(delta)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// The output logits (or standardised regression values), shape
     /// `[rows, 1]`, for standardised inputs of shape `[rows, inputs]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {

@@ -313,7 +313,7 @@ impl Model {
         rng: &mut R,
     ) -> Result<TrainReport, ModelError> {
         let steps = cfg.epochs * data.len().div_ceil(cfg.batch_size.max(1));
-        self.train_loop(data, cfg, steps, Optimiser::Adam, rng)
+        self.train_loop(data, cfg, steps, Optimiser::Adam, None, rng)
     }
 
     /// Trains on `data` with `optimiser` for exactly `steps` minibatches of
@@ -322,11 +322,16 @@ impl Model {
     /// last one cut short. This is a campaign's local work
     /// ([`mc_learn_core::plan`]): every participant runs the same number of
     /// steps whatever its number of rows.
+    ///
+    /// With a `correction` (flat, [`Model::num_params`] long), it is added
+    /// to the weights after every optimiser step: the drift correction of
+    /// [`mc_learn_core::drift`].
     pub fn train_steps(
         &mut self,
         data: &Dataset,
         steps: usize,
         optimiser: Optimiser,
+        correction: Option<&[f32]>,
         cfg: &TrainConfig,
     ) -> Result<TrainReport, ModelError> {
         self.train_loop(
@@ -334,6 +339,7 @@ impl Model {
             cfg,
             steps,
             optimiser,
+            correction,
             &mut ChaCha8Rng::seed_from_u64(cfg.seed),
         )
     }
@@ -345,6 +351,7 @@ impl Model {
         cfg: &TrainConfig,
         steps: usize,
         optimiser: Optimiser,
+        correction: Option<&[f32]>,
         rng: &mut R,
     ) -> Result<TrainReport, ModelError> {
         cfg.validate()?;
@@ -352,6 +359,9 @@ impl Model {
         if data.is_empty() {
             return Err(ModelError::Empty);
         }
+        let correction = correction
+            .map(|flat| self.mlp.shaped_like_params(flat))
+            .transpose()?;
         let (x, y) = self.tensors(data)?;
         let n = data.len();
         let per_epoch = n.div_ceil(cfg.batch_size);
@@ -386,6 +396,9 @@ impl Model {
                 opt.zero_grad();
                 loss.f_backward()?;
                 opt.step();
+                if let Some(correction) = &correction {
+                    self.mlp.add_to_params(correction)?;
+                }
                 loss_sum = loss_sum.f_add(&loss.f_detach()?)?;
             }
             done += batches_now;

@@ -123,6 +123,9 @@ fn federated_model_is_independent_of_offer_order_and_threads() {
                     ..Default::default()
                 },
                 rule,
+                // Round 2 trains with a correction: it too must not
+                // depend on arrival order or thread count.
+                drift_correction: true,
                 max_update_norm: 1_000.0,
                 seed: 5,
                 offer_order,
@@ -159,6 +162,7 @@ fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
             ..Default::default()
         },
         rule: Rule::FedAvg,
+        drift_correction: false,
         max_update_norm: f64::MAX,
         seed: 5,
         offer_order: campaign::OfferOrder::Forward,

@@ -143,7 +143,16 @@ fn local_update_trains_from_the_global_weights() {
         learning_rate: 1e-3,
     };
     let run = |steps, seed| {
-        federated::local_update(&s, &normaliser, &global, &data, &plan(steps), seed, device)
+        federated::local_update(
+            &s,
+            &normaliser,
+            &global,
+            &data,
+            &plan(steps),
+            None,
+            seed,
+            device,
+        )
     };
     let (weights, samples) = run(7, 99).unwrap();
     assert_eq!(samples, 300);
@@ -176,6 +185,39 @@ fn local_update_trains_from_the_global_weights() {
         .unwrap();
     assert_eq!(run(10, 99).unwrap().0, two_epochs.flat_weights());
     assert!(
-        federated::local_update(&s, &normaliser, &global[1..], &data, &plan(1), 1, device).is_err()
+        federated::local_update(
+            &s,
+            &normaliser,
+            &global[1..],
+            &data,
+            &plan(1),
+            None,
+            1,
+            device
+        )
+        .is_err()
+    );
+
+    // A drift correction is added after every step: after one step the
+    // weights are the uncorrected step's plus the correction, exactly.
+    let correction: Vec<f32> = (0..global.len()).map(|k| k as f32 * 1e-4).collect();
+    let corrected = |correction: &[f32]| {
+        federated::local_update(
+            &s,
+            &normaliser,
+            &global,
+            &data,
+            &plan(1),
+            Some(correction),
+            99,
+            device,
+        )
+    };
+    let plain = run(1, 99).unwrap().0;
+    let expected: Vec<f32> = plain.iter().zip(&correction).map(|(w, c)| w + c).collect();
+    assert_eq!(corrected(&correction).unwrap().0, expected);
+    assert!(
+        corrected(&correction[1..]).is_err(),
+        "a correction of the wrong length is refused"
     );
 }

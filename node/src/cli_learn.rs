@@ -122,6 +122,10 @@ pub enum LearnCommand {
         /// (default: the node's `DEFAULT_CAMPAIGN_LR`).
         #[arg(long)]
         learning_rate: Option<f64>,
+        /// Correct client drift with control variates: true or false
+        /// (default: the node's `DEFAULT_DRIFT_CORRECTION`).
+        #[arg(long)]
+        drift_correction: Option<bool>,
         /// fedavg, median, trimmed-mean:0.2 or multi-krum:f=1,m=3.
         #[arg(long, default_value = "fedavg")]
         aggregation: String,
@@ -217,6 +221,7 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
             local_epochs,
             batch_size,
             learning_rate,
+            drift_correction,
             aggregation,
             round_deadline_s,
             no_wait,
@@ -228,6 +233,9 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
             });
             if let Some(batch_size) = batch_size {
                 body["batch_size"] = json!(batch_size);
+            }
+            if let Some(drift_correction) = drift_correction {
+                body["drift_correction"] = json!(drift_correction);
             }
             if let Some(learning_rate) = learning_rate {
                 body["learning_rate"] = json!(learning_rate);

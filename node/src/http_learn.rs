@@ -263,6 +263,9 @@ struct CampaignBody {
     batch_size: Option<u32>,
     /// Learning rate of round 1, in (0, 10] (default `DEFAULT_CAMPAIGN_LR`).
     learning_rate: Option<f64>,
+    /// Correct client drift with control variates (default
+    /// `DEFAULT_DRIFT_CORRECTION`).
+    drift_correction: Option<bool>,
 }
 
 /// The ed25519 key a peer id names (libp2p inlines small keys in the id).
@@ -306,6 +309,7 @@ async fn create_campaign(
         local_epochs: body.local_epochs,
         batch_size: body.batch_size,
         learning_rate: body.learning_rate,
+        drift_correction: body.drift_correction,
         participants,
         aggregation,
         round_deadline_s: body.round_deadline_s,

@@ -712,6 +712,7 @@ impl LearnService {
                 base,
                 moments,
                 plan,
+                correction,
                 seed,
             } => mc_learn::federated::campaign_update(
                 &job.model,
@@ -719,6 +720,7 @@ impl LearnService {
                 base,
                 &data,
                 plan,
+                correction.as_deref(),
                 *seed,
                 mc_learn::default_device(),
             ),

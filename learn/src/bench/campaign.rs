@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mc_learn_core::aggregate::Rule;
+use mc_learn_core::drift::ControlVariates;
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::init::init_weights;
 use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
@@ -72,6 +73,8 @@ pub struct Settings {
     pub train: TrainConfig,
     /// The aggregation rule of the model rounds.
     pub rule: Rule,
+    /// Correct client drift with control variates ([`mc_learn_core::drift`]).
+    pub drift_correction: bool,
     /// Bound on `‖update − base‖₂` in the model rounds.
     pub max_update_norm: f64,
     /// The campaign seed: initial weights, local shuffling and the
@@ -253,6 +256,12 @@ pub fn run(
         federated::normaliser_from_moments(schema, &moments).map_err(BenchError::Moments)?;
 
     let mut global: Arc<[f32]> = Arc::from(init_weights(schema, settings.seed));
+    // Every participant's control variates; all hold the same global one.
+    let mut controls: Vec<ControlVariates> = if settings.drift_correction {
+        vec![ControlVariates::zeros(global.len()); orgs.len()]
+    } else {
+        Vec::new()
+    };
     let mut rounds = Vec::with_capacity(settings.rounds as usize);
     let (mut byzantine_offered, mut byzantine_accepted) = (0, 0);
     for round in 1..=settings.rounds {
@@ -260,15 +269,28 @@ pub fn run(
         let seed = settings.seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX);
         // A measurement reported to people, not an input to any decision.
         let started = Instant::now();
+        let corrections: Vec<Option<Vec<f32>>> = (0..orgs.len())
+            .map(|i| {
+                controls
+                    .get(i)
+                    .and_then(|c| c.step_correction(plan.learning_rate))
+            })
+            .collect();
         let trained = train_all(
             schema,
             &normaliser,
             &global,
             orgs,
+            &corrections,
             (&plan, seed, settings.train.device),
             settings.jobs,
         );
         let train_ms = ms_since(started);
+        for (control, result) in controls.iter_mut().zip(&trained) {
+            if let Ok((weights, _)) = result {
+                control.advance_own(&global, weights, plan.steps, plan.learning_rate)?;
+            }
+        }
         let base_hash = model_hash(&global);
         let mut slots = Vec::with_capacity(orgs.len());
         for (i, result) in trained.into_iter().enumerate() {
@@ -320,7 +342,17 @@ pub fn run(
         let outcome = collector.aggregate(settings.rule);
         let aggregate_ms = ms_since(started);
         match outcome {
-            Ok(outcome) => global = Arc::from(outcome.model),
+            Ok(outcome) => {
+                for control in &mut controls {
+                    control.advance_global(
+                        &global,
+                        &outcome.model,
+                        plan.steps,
+                        plan.learning_rate,
+                    )?;
+                }
+                global = Arc::from(outcome.model)
+            }
             // Nothing accepted: the node keeps the model, and so do we.
             Err(mc_learn_core::aggregate::AggregateError::NoUpdates) => {}
             Err(e) => return Err(e.into()),
@@ -377,15 +409,25 @@ fn train_all(
     normaliser: &Normaliser,
     global: &[f32],
     orgs: &[Org],
+    corrections: &[Option<Vec<f32>>],
     (plan, seed, device): (&StepPlan, u64, Device),
     jobs: usize,
 ) -> Vec<LocalUpdate> {
-    let train = |org: &Org| {
-        federated::local_update(schema, normaliser, global, &org.train, plan, seed, device)
+    let train = |i: usize| {
+        federated::local_update(
+            schema,
+            normaliser,
+            global,
+            &orgs[i].train,
+            plan,
+            corrections[i].as_deref(),
+            seed,
+            device,
+        )
     };
     let jobs = jobs.clamp(1, orgs.len().max(1));
     if jobs == 1 {
-        return orgs.iter().map(train).collect();
+        return (0..orgs.len()).map(train).collect();
     }
     // Participant i goes to worker i mod jobs; results are put back in
     // participant order, so the thread count changes nothing but speed.
@@ -396,7 +438,7 @@ fn train_all(
                 scope.spawn(move || {
                     (w..orgs.len())
                         .step_by(jobs)
-                        .map(|i| (i, train(&orgs[i])))
+                        .map(|i| (i, train(i)))
                         .collect::<Vec<_>>()
                 })
             })

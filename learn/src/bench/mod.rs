@@ -100,6 +100,8 @@ pub struct Options {
     pub baseline_epochs: usize,
     /// Aggregation rule of the federated run.
     pub rule: Rule,
+    /// Correct client drift with control variates in every federated run.
+    pub drift_correction: bool,
     /// Bound on `‖update − base‖₂`.
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
@@ -135,6 +137,7 @@ impl Default for Options {
             learning_rate: CAMPAIGN_LR,
             baseline_epochs: TrainConfig::default().epochs,
             rule: Rule::FedAvg,
+            drift_correction: false,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
             flip_scale: 4.0,
@@ -186,6 +189,7 @@ impl Options {
                 ..TrainConfig::default()
             },
             rule,
+            drift_correction: self.drift_correction,
             max_update_norm: self.max_update_norm,
             seed: self.seed,
             offer_order: self.offer_order,
@@ -249,6 +253,9 @@ pub enum BenchError {
     /// A round could not be aggregated.
     #[error(transparent)]
     Aggregate(#[from] AggregateError),
+    /// Control variates could not be updated.
+    #[error(transparent)]
+    Drift(#[from] mc_learn_core::drift::DriftError),
     /// The pooled moments make no normaliser.
     #[error("pooled moments: {0}")]
     Moments(String),

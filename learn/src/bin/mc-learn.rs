@@ -72,6 +72,10 @@ struct FederatedArgs {
     /// trimmed-mean:<trim>, multi-krum:f=<f>,m=<m>.
     #[arg(long, default_value = "fedavg")]
     rule: Rule,
+    /// Correct client drift with control variates (SCAFFOLD-style, in
+    /// displacement space; see `mc_learn_core::drift`).
+    #[arg(long)]
+    drift_correction: bool,
     /// Epochs of the local-only and central models.
     #[arg(long, default_value_t = Options::default().baseline_epochs)]
     baseline_epochs: usize,
@@ -146,6 +150,7 @@ fn federated(a: FederatedArgs) -> Result<()> {
         learning_rate: a.learning_rate,
         baseline_epochs: a.baseline_epochs,
         rule: a.rule,
+        drift_correction: a.drift_correction,
         max_update_norm: a.max_update_norm,
         byzantine_fraction: a.byzantine_fraction,
         flip_scale: a.flip_scale,

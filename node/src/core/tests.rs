@@ -541,6 +541,7 @@ impl Net {
             local_epochs: 1,
             batch_size: None,
             learning_rate: None,
+            drift_correction: None,
             participants,
             aggregation: rule,
             round_deadline_s: 5.0,

@@ -187,6 +187,7 @@ impl Simulation {
             local_epochs: c.local_epochs,
             batch_size: c.batch_size,
             learning_rate: c.learning_rate,
+            drift_correction: c.drift_correction,
             participants,
             aggregation: c.aggregation,
             round_deadline_s: c.round_deadline_s,

@@ -127,6 +127,10 @@ pub struct Config {
     /// by the last (default: the core's `DEFAULT_CAMPAIGN_LR`).
     #[serde(default)]
     pub learning_rate: Option<f64>,
+    /// Whether the campaign corrects client drift (default: the core's
+    /// `DEFAULT_DRIFT_CORRECTION`).
+    #[serde(default)]
+    pub drift_correction: Option<bool>,
     /// Fixed part of a local job's simulated duration.
     #[serde(default = "default_compute_ms")]
     pub compute_ms: f64,

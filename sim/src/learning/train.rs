@@ -92,6 +92,7 @@ impl Org {
                 base,
                 moments,
                 plan,
+                correction,
                 seed,
             } => campaign_update(
                 &job.model,
@@ -99,6 +100,7 @@ impl Org {
                 base,
                 &self.train,
                 plan,
+                correction.as_deref(),
                 *seed,
                 Device::Cpu,
             ),
@@ -201,6 +203,7 @@ mod tests {
             base: base.clone(),
             moments: Arc::from(moments.clone()),
             plan,
+            correction: None,
             seed: 9,
         });
         let (w, n) = org.run_job(&update).unwrap();
