@@ -137,7 +137,7 @@ impl Default for Options {
             learning_rate: CAMPAIGN_LR,
             baseline_epochs: TrainConfig::default().epochs,
             rule: Rule::FedAvg,
-            drift_correction: false,
+            drift_correction: mc_learn_core::drift::DEFAULT_DRIFT_CORRECTION,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
             flip_scale: 4.0,
@@ -426,8 +426,11 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
     wall.central = lap(&mut phase);
 
     progress(&format!(
-        "federated: {}, {} rounds × {} local epochs",
-        opts.rule, opts.rounds, opts.local_epochs
+        "federated: {}, {} rounds × {} local epochs, drift correction {}",
+        opts.rule,
+        opts.rounds,
+        opts.local_epochs,
+        if opts.drift_correction { "on" } else { "off" }
     ));
     let run = campaign::run(
         &schema,

@@ -22,13 +22,14 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     writeln!(
         out,
-        "federated: {}, {} rounds × {} local epochs, batch {}, lr {}, max update norm {}; \
-         local-only and central: {} epochs, TrainConfig defaults",
+        "federated: {}, {} rounds × {} local epochs, batch {}, lr {}, drift correction {}, \
+         max update norm {}; local-only and central: {} epochs, TrainConfig defaults",
         o.rule,
         o.rounds,
         o.local_epochs,
         o.batch_size,
         o.learning_rate,
+        if o.drift_correction { "on" } else { "off" },
         o.max_update_norm,
         o.baseline_epochs
     )?;

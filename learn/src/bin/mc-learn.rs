@@ -73,8 +73,9 @@ struct FederatedArgs {
     #[arg(long, default_value = "fedavg")]
     rule: Rule,
     /// Correct client drift with control variates (SCAFFOLD-style, in
-    /// displacement space; see `mc_learn_core::drift`).
-    #[arg(long)]
+    /// displacement space; see `mc_learn_core::drift`): true or false
+    /// (default: a campaign's default).
+    #[arg(long, default_value_t = Options::default().drift_correction, action = clap::ArgAction::Set)]
     drift_correction: bool,
     /// Epochs of the local-only and central models.
     #[arg(long, default_value_t = Options::default().baseline_epochs)]
