@@ -11,37 +11,47 @@
 //! some organisations' own *training* rows with R² ≈ 0.4 where a central
 //! model reached 0.99.
 //!
-//! # What every participant keeps
+//! # What every node keeps
 //!
-//! Two vectors the size of the model, in "displacement per step per unit
-//! learning rate": the federation's `g` and the member's own `gᵢ`. In a
-//! round with `K` local steps at learning rate `η`, after each optimiser
-//! step the member adds `η · (g − gᵢ)` to its weights: it moves the way the
-//! whole federation moved last round rather than the way its own data
-//! alone would take it.
+//! Vectors the size of the model, in "displacement per step per unit
+//! learning rate": every member's `gᵢ` and the federation's `g`. In a round
+//! with `K` local steps at learning rate `η`, after each optimiser step a
+//! member adds `η · (g − gᵢ)` to its weights: it moves the way the whole
+//! federation moves rather than the way its own rows alone would take it.
 //!
-//! After the round, with base `x`, the member's update `yᵢ` and the
-//! aggregate `x⁺`:
+//! When a round closes, with base `x`, for every accepted update `yᵢ`:
 //!
-//! - `gᵢ ← gᵢ − g + (yᵢ − x) / (K·η)`: the member's uncorrected average
+//! - `gᵢ ← gᵢ − g + (yᵢ − x) / (K·η)`: the member's *uncorrected* average
 //!   displacement this round (SCAFFOLD's "option II", in displacement
 //!   units);
-//! - `g ← (x⁺ − x) / (K·η)`: the average displacement of the federation,
-//!   read from the aggregate. With every member reporting and FedAvg this
-//!   is exactly the weighted mean of the members' `gᵢ`; under a robust rule
-//!   it is the robust rule's view of it, so a Byzantine member moves `g` no
-//!   more than it moves the model.
+//! - then `g ←` the campaign's aggregation rule over every member's `gᵢ`
+//!   (members that sat the round out keep their older one), weighted by
+//!   their last sample counts under FedAvg.
+//!
+//! `g` is *not* read from the aggregate's movement `(x⁺ − x)/(K·η)`. That is
+//! the same under FedAvg with every member reporting, but under a robust
+//! rule any bias of the aggregate (attackers pushing the median, or just
+//! the median of skewed non-IID updates) would be fed back into the next
+//! round's corrections and add up round after round: on the benchmark the
+//! median then diverged under a ×10 scaling attack. Aggregating the `gᵢ`
+//! with the same rule bounds a Byzantine member's pull on `g` exactly as on
+//! the model.
 //!
 //! # Nothing new is sent
 //!
-//! `g` is a function of the base and the aggregate, which every node that
-//! accepted the same set holds byte for byte, and `gᵢ` is the member's
-//! own business: the correction needs no message, signature or field
-//! beyond those of the round, and a member that sat a round out simply
-//! keeps its `gᵢ`.
+//! Every `gᵢ` is a function of member i's signed updates, the bases and
+//! `g`, all of which every node that accepted the same sets holds byte for
+//! byte: the correction needs no message, signature or field beyond those
+//! of the rounds. The price is memory: one vector per member.
 //!
-//! All arithmetic is in `f64` on `f32` inputs and is element-wise, so every
-//! node computes identical vectors.
+//! All arithmetic is in `f64` on `f32` inputs, element-wise or through
+//! [`aggregate`] over members in key order, so every node computes
+//! identical vectors.
+
+use std::collections::BTreeMap;
+
+use crate::AuthorKey;
+use crate::aggregate::{self, Rule};
 
 /// Whether a campaign corrects drift when its declaration does not say:
 /// on. On `mc-learn bench federated` (20 non-IID organisations, 60 rounds
@@ -60,13 +70,23 @@ pub enum DriftError {
     Scale { steps: u32, rate: f64 },
 }
 
-/// The federation's and one member's control variates.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// One member's control variate and the sample count of its last
+/// accepted update (its FedAvg weight).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberVariate {
+    /// `gᵢ`.
+    pub variate: Vec<f32>,
+    /// The sample count of the update it was last advanced by.
+    pub samples: u64,
+}
+
+/// The federation's control variate and every member's.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ControlVariates {
-    /// The federation's average displacement per step per unit rate.
+    /// `g`, the aggregate of the members' variates.
     pub global: Vec<f32>,
-    /// This member's, from the last round it trained in.
-    pub own: Vec<f32>,
+    /// `gᵢ` of every member whose update was ever accepted.
+    pub members: BTreeMap<AuthorKey, MemberVariate>,
 }
 
 fn scale(steps: u32, rate: f64) -> Result<f64, DriftError> {
@@ -85,67 +105,84 @@ fn same_length(expected: usize, actual: usize) -> Result<(), DriftError> {
 }
 
 impl ControlVariates {
-    /// Zero variates for a model of `num_params` weights: no correction in
-    /// the first round.
+    /// No member variates yet and `g = 0`: no correction in the first
+    /// round.
     pub fn zeros(num_params: usize) -> Self {
         Self {
             global: vec![0.0; num_params],
-            own: vec![0.0; num_params],
+            members: BTreeMap::new(),
         }
     }
 
-    /// The displacement a member adds after each local step at learning
-    /// rate `rate`: `rate · (g − gᵢ)`; `None` while it would be zero.
-    pub fn step_correction(&self, rate: f64) -> Option<Vec<f32>> {
-        if self.global.len() != self.own.len() || self.global == self.own {
-            return None;
-        }
-        Some(
-            self.global
+    /// The displacement member `me` adds after each local step at learning
+    /// rate `rate`: `rate · (g − g_me)` (`g_me = 0` before its first
+    /// accepted update); `None` while that is zero.
+    pub fn step_correction(&self, me: &AuthorKey, rate: f64) -> Option<Vec<f32>> {
+        let correction: Vec<f32> = match self.members.get(me) {
+            Some(own) if own.variate.len() == self.global.len() => self
+                .global
                 .iter()
-                .zip(&self.own)
+                .zip(&own.variate)
                 .map(|(&g, &o)| (rate * (f64::from(g) - f64::from(o))) as f32)
                 .collect(),
-        )
+            Some(_) => return None,
+            None => self
+                .global
+                .iter()
+                .map(|&g| (rate * f64::from(g)) as f32)
+                .collect(),
+        };
+        correction.iter().any(|&c| c != 0.0).then_some(correction)
     }
 
-    /// The member's own variate after it trained `own_update` from `base`
-    /// with `steps` steps at `rate` (the correction it applied came from
-    /// `self`). Call before [`Self::advance_global`] of the same round.
-    pub fn advance_own(
+    /// Closes a round that went from `base` with `steps` local steps at
+    /// `rate`: advances the variate of every author in `accepted` (author,
+    /// sample count, weights), then aggregates all members' variates with
+    /// `rule` into `g`. If `rule` cannot aggregate them (e.g. Multi-Krum
+    /// with too few members so far), `g` becomes their coordinate-wise
+    /// median, and with none at all zero.
+    pub fn close_round(
         &mut self,
         base: &[f32],
-        own_update: &[f32],
+        accepted: &[(AuthorKey, u64, &[f32])],
+        rule: Rule,
         steps: u32,
         rate: f64,
     ) -> Result<(), DriftError> {
         let s = scale(steps, rate)?;
         let n = self.global.len();
-        same_length(n, self.own.len())?;
         same_length(n, base.len())?;
-        same_length(n, own_update.len())?;
-        for k in 0..n {
-            let moved = (f64::from(own_update[k]) - f64::from(base[k])) / s;
-            self.own[k] = (f64::from(self.own[k]) - f64::from(self.global[k]) + moved) as f32;
+        for (_, _, update) in accepted {
+            same_length(n, update.len())?;
         }
-        Ok(())
-    }
-
-    /// The federation's variate after a round that went from `base` to
-    /// `aggregate` with `steps` steps at `rate`.
-    pub fn advance_global(
-        &mut self,
-        base: &[f32],
-        aggregate: &[f32],
-        steps: u32,
-        rate: f64,
-    ) -> Result<(), DriftError> {
-        let s = scale(steps, rate)?;
-        same_length(self.global.len(), base.len())?;
-        same_length(base.len(), aggregate.len())?;
-        for (g, (&b, &a)) in self.global.iter_mut().zip(base.iter().zip(aggregate)) {
-            *g = ((f64::from(a) - f64::from(b)) / s) as f32;
+        for (author, samples, update) in accepted {
+            let member = self
+                .members
+                .entry(*author)
+                .or_insert_with(|| MemberVariate {
+                    variate: vec![0.0; n],
+                    samples: 0,
+                });
+            same_length(n, member.variate.len())?;
+            for k in 0..n {
+                let moved = (f64::from(update[k]) - f64::from(base[k])) / s;
+                member.variate[k] =
+                    (f64::from(member.variate[k]) - f64::from(self.global[k]) + moved) as f32;
+            }
+            member.samples = *samples;
         }
+        let all: Vec<(u64, &[f32])> = self
+            .members
+            .values()
+            .map(|m| (m.samples.max(1), m.variate.as_slice()))
+            .collect();
+        self.global = match aggregate::aggregate(rule, &all) {
+            Ok(g) => g,
+            Err(_) if !all.is_empty() => {
+                aggregate::aggregate(Rule::Median, &all).unwrap_or_else(|_| vec![0.0; n])
+            }
+            Err(_) => vec![0.0; n],
+        };
         Ok(())
     }
 }
@@ -154,91 +191,116 @@ impl ControlVariates {
 mod tests {
     use super::*;
 
+    const A: AuthorKey = [1; 32];
+    const B: AuthorKey = [2; 32];
+    const C: AuthorKey = [3; 32];
+
     #[test]
     fn no_correction_until_the_variates_differ() {
         let cv = ControlVariates::zeros(3);
-        assert_eq!(cv.step_correction(0.1), None);
+        assert_eq!(cv.step_correction(&A, 0.1), None);
     }
 
     #[test]
-    fn own_variate_recovers_the_uncorrected_displacement() {
-        // A member whose raw displacement per step per unit rate is `r`
-        // and which applied the correction g − gᵢ moved by K·η·(r + g − gᵢ);
+    fn a_member_variate_recovers_its_uncorrected_displacement() {
+        // A member whose raw displacement per step per unit rate is `r` and
+        // which applied the correction g − gᵢ moved by K·η·(r + g − gᵢ);
         // option II must give back exactly r.
-        let mut cv = ControlVariates {
-            global: vec![0.5, -1.0],
-            own: vec![0.25, 2.0],
-        };
+        let mut cv = ControlVariates::zeros(2);
+        cv.global = vec![0.5, -1.0];
+        cv.members.insert(
+            A,
+            MemberVariate {
+                variate: vec![0.25, 2.0],
+                samples: 10,
+            },
+        );
         let (steps, rate) = (4u32, 0.5f64);
         let raw = [1.0f64, -3.0];
         let base = [10.0f32, 20.0];
         let update: Vec<f32> = (0..2)
             .map(|k| {
-                let per_step = raw[k] + f64::from(cv.global[k]) - f64::from(cv.own[k]);
+                let per_step =
+                    raw[k] + f64::from(cv.global[k]) - f64::from(cv.members[&A].variate[k]);
                 (f64::from(base[k]) + f64::from(steps) * rate * per_step) as f32
             })
             .collect();
-        cv.advance_own(&base, &update, steps, rate).unwrap();
-        assert_eq!(cv.own, vec![1.0, -3.0]);
+        cv.close_round(&base, &[(A, 30, &update)], Rule::FedAvg, steps, rate)
+            .unwrap();
+        assert_eq!(cv.members[&A].variate, vec![1.0, -3.0]);
+        assert_eq!(cv.members[&A].samples, 30);
+        // The only member: g is its variate, and its correction vanishes.
+        assert_eq!(cv.global, vec![1.0, -3.0]);
+        assert_eq!(cv.step_correction(&A, 0.1), None);
+        // A member yet to report moves with the federation.
+        assert_eq!(cv.step_correction(&B, 0.5), Some(vec![0.5, -1.5]));
     }
 
     #[test]
-    fn global_variate_is_the_aggregate_step() {
-        let mut cv = ControlVariates::zeros(2);
-        cv.advance_global(&[1.0, 1.0], &[3.0, 0.0], 2, 0.5).unwrap();
-        assert_eq!(cv.global, vec![2.0, -1.0]);
-        assert_eq!(cv.step_correction(0.1), Some(vec![0.2, -0.1]));
-    }
-
-    #[test]
-    fn fedavg_of_own_variates_is_the_global_one() {
-        // With every member reporting, the weighted mean of the members'
-        // new variates equals the new global variate.
+    fn under_fedavg_with_everyone_reporting_g_is_the_aggregate_step() {
         let base = [0.0f32, 0.0];
-        let updates = [([1.0f32, 2.0], 1.0f64), ([3.0, -2.0], 3.0)];
+        let updates = [(A, 1u64, [1.0f32, 2.0]), (B, 3, [3.0, -2.0])];
         let (steps, rate) = (2u32, 0.25);
-        let total: f64 = updates.iter().map(|(_, w)| w).sum();
         let aggregate: Vec<f32> = (0..2)
-            .map(|k| {
-                (updates
-                    .iter()
-                    .map(|(u, w)| f64::from(u[k]) * w)
-                    .sum::<f64>()
-                    / total) as f32
-            })
+            .map(|k| ((f64::from(updates[0].2[k]) + 3.0 * f64::from(updates[1].2[k])) / 4.0) as f32)
             .collect();
-        let mut mean = [0.0f64; 2];
-        for (u, w) in &updates {
-            let mut cv = ControlVariates::zeros(2);
-            cv.advance_own(&base, u, steps, rate).unwrap();
-            for (m, &own) in mean.iter_mut().zip(&cv.own) {
-                *m += f64::from(own) * w / total;
-            }
-        }
         let mut cv = ControlVariates::zeros(2);
-        cv.advance_global(&base, &aggregate, steps, rate).unwrap();
-        for (m, &g) in mean.iter().zip(&cv.global) {
-            assert!((m - f64::from(g)).abs() < 1e-5, "{m} vs {g}");
+        let accepted: Vec<(AuthorKey, u64, &[f32])> =
+            updates.iter().map(|(a, n, u)| (*a, *n, &u[..])).collect();
+        cv.close_round(&base, &accepted, Rule::FedAvg, steps, rate)
+            .unwrap();
+        for (g, a) in cv.global.iter().zip(&aggregate) {
+            let step = f64::from(*a) / (f64::from(steps) * rate);
+            assert!((f64::from(*g) - step).abs() < 1e-6, "{g} vs {step}");
         }
+    }
+
+    #[test]
+    fn a_robust_rule_keeps_an_outlier_from_moving_g() {
+        let base = [0.0f32; 2];
+        let mut cv = ControlVariates::zeros(2);
+        let honest = [1.0f32, 1.0];
+        let wild = [1000.0f32, -1000.0];
+        let accepted: Vec<(AuthorKey, u64, &[f32])> =
+            vec![(A, 1, &honest), (B, 1, &honest), (C, 1, &wild)];
+        cv.close_round(&base, &accepted, Rule::Median, 1, 1.0)
+            .unwrap();
+        assert_eq!(cv.global, vec![1.0, 1.0]);
+        // Members that sat the next round out keep their variates.
+        let accepted: Vec<(AuthorKey, u64, &[f32])> = vec![(A, 1, &[2.0, 2.0])];
+        cv.close_round(&base, &accepted, Rule::Median, 1, 1.0)
+            .unwrap();
+        assert_eq!(cv.members[&C].variate, vec![1000.0, -1000.0]);
+        assert_eq!(cv.members[&A].variate, vec![2.0, 2.0]);
+        // Median of (2, 1, 1000) and of (2, 1, −1000): between the honest.
+        assert_eq!(cv.global, vec![2.0, 1.0]);
     }
 
     #[test]
     fn bad_inputs_are_typed_errors() {
         let mut cv = ControlVariates::zeros(2);
         assert_eq!(
-            cv.advance_global(&[0.0], &[0.0, 1.0], 1, 0.1),
+            cv.close_round(&[0.0], &[], Rule::FedAvg, 1, 0.1),
+            Err(DriftError::Length {
+                expected: 2,
+                actual: 1
+            })
+        );
+        assert_eq!(
+            cv.close_round(&[0.0; 2], &[(A, 1, &[0.0])], Rule::FedAvg, 1, 0.1),
             Err(DriftError::Length {
                 expected: 2,
                 actual: 1
             })
         );
         assert!(matches!(
-            cv.advance_own(&[0.0; 2], &[0.0; 2], 0, 0.1),
+            cv.close_round(&[0.0; 2], &[], Rule::FedAvg, 0, 0.1),
             Err(DriftError::Scale { .. })
         ));
         assert!(matches!(
-            cv.advance_own(&[0.0; 2], &[0.0; 2], 3, 0.0),
+            cv.close_round(&[0.0; 2], &[], Rule::FedAvg, 3, 0.0),
             Err(DriftError::Scale { .. })
         ));
+        assert!(cv.members.is_empty(), "nothing was half-applied");
     }
 }

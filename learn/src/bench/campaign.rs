@@ -256,12 +256,12 @@ pub fn run(
         federated::normaliser_from_moments(schema, &moments).map_err(BenchError::Moments)?;
 
     let mut global: Arc<[f32]> = Arc::from(init_weights(schema, settings.seed));
-    // Every participant's control variates; all hold the same global one.
-    let mut controls: Vec<ControlVariates> = if settings.drift_correction {
-        vec![ControlVariates::zeros(global.len()); orgs.len()]
-    } else {
-        Vec::new()
-    };
+    // The control variates every honest node holds (the same on all of
+    // them: they follow from the accepted sets).
+    let mut controls = settings
+        .drift_correction
+        .then(|| ControlVariates::zeros(global.len()));
+    let authors: Vec<AuthorKey> = keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
     let mut rounds = Vec::with_capacity(settings.rounds as usize);
     let (mut byzantine_offered, mut byzantine_accepted) = (0, 0);
     for round in 1..=settings.rounds {
@@ -269,11 +269,12 @@ pub fn run(
         let seed = settings.seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX);
         // A measurement reported to people, not an input to any decision.
         let started = Instant::now();
-        let corrections: Vec<Option<Vec<f32>>> = (0..orgs.len())
-            .map(|i| {
+        let corrections: Vec<Option<Vec<f32>>> = authors
+            .iter()
+            .map(|author| {
                 controls
-                    .get(i)
-                    .and_then(|c| c.step_correction(plan.learning_rate))
+                    .as_ref()
+                    .and_then(|c| c.step_correction(author, plan.learning_rate))
             })
             .collect();
         let trained = train_all(
@@ -286,11 +287,6 @@ pub fn run(
             settings.jobs,
         );
         let train_ms = ms_since(started);
-        for (control, result) in controls.iter_mut().zip(&trained) {
-            if let Ok((weights, _)) = result {
-                control.advance_own(&global, weights, plan.steps, plan.learning_rate)?;
-            }
-        }
         let base_hash = model_hash(&global);
         let mut slots = Vec::with_capacity(orgs.len());
         for (i, result) in trained.into_iter().enumerate() {
@@ -340,19 +336,22 @@ pub fn run(
         let verify_ms = ms_since(started);
         let started = Instant::now();
         let outcome = collector.aggregate(settings.rule);
+        if let Some(controls) = &mut controls {
+            let accepted: Vec<(AuthorKey, u64, &[f32])> = collector
+                .accepted()
+                .map(|u| (u.author, u.header.sample_count, u.weights.as_slice()))
+                .collect();
+            controls.close_round(
+                &global,
+                &accepted,
+                settings.rule,
+                plan.steps,
+                plan.learning_rate,
+            )?;
+        }
         let aggregate_ms = ms_since(started);
         match outcome {
-            Ok(outcome) => {
-                for control in &mut controls {
-                    control.advance_global(
-                        &global,
-                        &outcome.model,
-                        plan.steps,
-                        plan.learning_rate,
-                    )?;
-                }
-                global = Arc::from(outcome.model)
-            }
+            Ok(outcome) => global = Arc::from(outcome.model),
             // Nothing accepted: the node keeps the model, and so do we.
             Err(mc_learn_core::aggregate::AggregateError::NoUpdates) => {}
             Err(e) => return Err(e.into()),

@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use mc_learn_core::aggregate::Rule;
 use mc_learn_core::chunk::{self, Chunk, Reassembler};
-use mc_learn_core::drift::ControlVariates;
+use mc_learn_core::drift::{ControlVariates, MemberVariate};
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
 use mc_learn_core::round::{Collector, Config as RoundConfig, Evidence, NormBound, Rejection};
@@ -336,9 +336,16 @@ struct Snapshot {
     /// Last, so progress saved by an older version fails to decode (and the
     /// campaign starts over) instead of resuming without it.
     reference_count: u64,
-    /// The federation's and this node's control variates (drift
-    /// correction), as `(global, own)`. Last for the same reason.
-    controls: Option<(Vec<f32>, Vec<f32>)>,
+    /// The control variates (drift correction). Last for the same reason.
+    controls: Option<SavedControls>,
+}
+
+/// [`ControlVariates`] as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SavedControls {
+    global: Vec<f32>,
+    /// (author, sample count, variate), in key order.
+    members: Vec<(AuthorKey, u64, Vec<f32>)>,
 }
 
 #[derive(Debug)]
@@ -606,7 +613,7 @@ impl Learning {
                 fx.finished.extend(run.finished());
             } else {
                 tracing::info!(campaign = %id, round = run.round, "campaign round started");
-                fx.jobs.push(run.job());
+                fx.jobs.push(run.job(&self.me));
             }
             self.runs.insert(id, run);
             let (waiting, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unknown)
@@ -634,16 +641,6 @@ impl Learning {
                 return;
             }
         };
-        if run.round > 0 {
-            let plan = run.plan();
-            if let Some(controls) = &mut run.controls
-                && let Err(error) =
-                    controls.advance_own(&run.global, &weights, plan.steps, plan.learning_rate)
-            {
-                tracing::warn!(campaign = %run.id, round = run.round, %error, "local update does not fit the model; not contributing this round");
-                return;
-            }
-        }
         let base = run.collector.config().base_hash;
         let update =
             match mc_learn_core::update::sign(&self.key, run.id, run.round, base, samples, weights)
@@ -884,7 +881,7 @@ impl Run {
             .plan(self.reference_count, self.round)
     }
 
-    fn job(&self) -> TrainJob {
+    fn job(&self, me: &AuthorKey) -> TrainJob {
         let kind = match &self.moments {
             None => TrainKind::Moments,
             Some(moments) => {
@@ -896,7 +893,7 @@ impl Run {
                     correction: self
                         .controls
                         .as_ref()
-                        .and_then(|c| c.step_correction(plan.learning_rate))
+                        .and_then(|c| c.step_correction(me, plan.learning_rate))
                         .map(Arc::from),
                     seed: self.spec.seed
                         ^ u64::from(self.round).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -1009,10 +1006,16 @@ impl Run {
                         .then(|| ControlVariates::zeros(self.global.len()));
                 } else {
                     let plan = self.plan();
+                    let accepted: Vec<(AuthorKey, u64, &[f32])> = self
+                        .collector
+                        .accepted()
+                        .map(|u| (u.author, u.header.sample_count, u.weights.as_slice()))
+                        .collect();
                     if let Some(controls) = &mut self.controls
-                        && let Err(error) = controls.advance_global(
+                        && let Err(error) = controls.close_round(
                             &self.global,
-                            &model,
+                            &accepted,
+                            self.spec.aggregation,
                             plan.steps,
                             plan.learning_rate,
                         )
@@ -1077,7 +1080,7 @@ impl Run {
                 return;
             }
         }
-        fx.jobs.push(self.job());
+        fx.jobs.push(self.job(me));
     }
 
     fn finished(&self) -> Option<FinishedModel> {
@@ -1100,10 +1103,14 @@ impl Run {
             history: self.history.clone(),
             rejections: self.rejections.clone(),
             reference_count: self.reference_count,
-            controls: self
-                .controls
-                .as_ref()
-                .map(|c| (c.global.clone(), c.own.clone())),
+            controls: self.controls.as_ref().map(|c| SavedControls {
+                global: c.global.clone(),
+                members: c
+                    .members
+                    .iter()
+                    .map(|(author, m)| (*author, m.samples, m.variate.clone()))
+                    .collect(),
+            }),
         };
         postcard::to_stdvec(&snapshot).unwrap_or_default()
     }
@@ -1118,10 +1125,10 @@ impl Run {
             .is_some_and(|m| m.len() != 2 * features + 2)
             || (snapshot.round > 0 && snapshot.global.len() != self.spec.model.num_params())
             || snapshot.round > self.spec.rounds
-            || snapshot
-                .controls
-                .as_ref()
-                .is_some_and(|(g, o)| g.len() != self.spec.model.num_params() || o.len() != g.len())
+            || snapshot.controls.as_ref().is_some_and(|c| {
+                let n = self.spec.model.num_params();
+                c.global.len() != n || c.members.iter().any(|(_, _, v)| v.len() != n)
+            })
         {
             return Err("saved progress does not fit the campaign".into());
         }
@@ -1142,9 +1149,14 @@ impl Run {
         self.completed = snapshot.completed;
         self.moments = snapshot.moments.map(Arc::from);
         self.reference_count = snapshot.reference_count;
-        self.controls = snapshot
-            .controls
-            .map(|(global, own)| ControlVariates { global, own });
+        self.controls = snapshot.controls.map(|saved| ControlVariates {
+            global: saved.global,
+            members: saved
+                .members
+                .into_iter()
+                .map(|(author, samples, variate)| (author, MemberVariate { variate, samples }))
+                .collect(),
+        });
         self.global = Arc::from(snapshot.global);
         self.history = snapshot.history;
         self.rejections = snapshot.rejections;
@@ -1490,16 +1502,35 @@ mod tests {
         let job = fx.jobs[0].clone();
         let (next, _, plan2) = update_job(&mut fx);
         let mut expected = ControlVariates::zeros(base.len());
+        let updates = [moved(0.03), moved(0.01), moved(-0.01)];
+        let accepted: Vec<(AuthorKey, u64, &[f32])> = (0..3)
+            .map(|i| {
+                (
+                    key(i as u8).verifying_key().to_bytes(),
+                    100,
+                    &updates[i][..],
+                )
+            })
+            .collect();
         expected
-            .advance_own(&base, &moved(0.03), plan1.steps, plan1.learning_rate)
-            .unwrap();
-        expected
-            .advance_global(&base, &next, plan1.steps, plan1.learning_rate)
+            .close_round(
+                &base,
+                &accepted,
+                Rule::FedAvg,
+                plan1.steps,
+                plan1.learning_rate,
+            )
             .unwrap();
         let correction = correction_of(&job).expect("round 2 is corrected");
         assert_eq!(
             Some(correction.clone()),
-            expected.step_correction(plan2.learning_rate)
+            expected.step_correction(&learning.me, plan2.learning_rate)
+        );
+        assert!(
+            next.iter()
+                .zip(base.iter())
+                .all(|(n, b)| (n - b - 0.01).abs() < 1e-6),
+            "FedAvg moved the model by +0.01"
         );
         // Node 0 went further than the federation: its steps are pulled
         // back, by 0.02 over the round's steps at round 1's rate.
