@@ -123,7 +123,7 @@ pub enum LearnCommand {
         #[arg(long)]
         learning_rate: Option<f64>,
         /// Correct client drift with control variates: true or false
-        /// (default: the node's `DEFAULT_DRIFT_CORRECTION`).
+        /// (default: on under fedavg, off under a robust rule).
         #[arg(long)]
         drift_correction: Option<bool>,
         /// fedavg, median, trimmed-mean:0.2 or multi-krum:f=1,m=3.

@@ -100,8 +100,10 @@ pub struct Options {
     pub baseline_epochs: usize,
     /// Aggregation rule of the federated run.
     pub rule: Rule,
-    /// Correct client drift with control variates in every federated run.
-    pub drift_correction: bool,
+    /// Correct client drift with control variates in every federated run;
+    /// `None` for each rule's campaign default
+    /// ([`mc_learn_core::drift::default_for`]).
+    pub drift_correction: Option<bool>,
     /// Bound on `‖update − base‖₂`.
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
@@ -137,7 +139,7 @@ impl Default for Options {
             learning_rate: CAMPAIGN_LR,
             baseline_epochs: TrainConfig::default().epochs,
             rule: Rule::FedAvg,
-            drift_correction: mc_learn_core::drift::DEFAULT_DRIFT_CORRECTION,
+            drift_correction: None,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
             flip_scale: 4.0,
@@ -189,7 +191,9 @@ impl Options {
                 ..TrainConfig::default()
             },
             rule,
-            drift_correction: self.drift_correction,
+            drift_correction: self
+                .drift_correction
+                .unwrap_or(mc_learn_core::drift::default_for(rule)),
             max_update_norm: self.max_update_norm,
             seed: self.seed,
             offer_order: self.offer_order,
@@ -430,7 +434,7 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
         opts.rule,
         opts.rounds,
         opts.local_epochs,
-        if opts.drift_correction { "on" } else { "off" }
+        on_off(opts.drift_correction, opts.rule)
     ));
     let run = campaign::run(
         &schema,
@@ -592,5 +596,15 @@ fn summary(scores: &[Score], run: &campaign::Run) -> RunSummary {
         rejections: run.rejections.clone(),
         byzantine_offered: run.byzantine_offered,
         byzantine_accepted: run.byzantine_accepted,
+    }
+}
+
+/// How a report names the drift-correction setting of `rule`'s runs.
+fn on_off(drift_correction: Option<bool>, rule: Rule) -> &'static str {
+    match drift_correction {
+        Some(true) => "on",
+        Some(false) => "off",
+        None if mc_learn_core::drift::default_for(rule) => "on (the rule's default)",
+        None => "off (the rule's default)",
     }
 }

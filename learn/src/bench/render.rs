@@ -29,7 +29,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         o.local_epochs,
         o.batch_size,
         o.learning_rate,
-        if o.drift_correction { "on" } else { "off" },
+        super::on_off(o.drift_correction, o.rule),
         o.max_update_norm,
         o.baseline_epochs
     )?;

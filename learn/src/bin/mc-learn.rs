@@ -74,9 +74,9 @@ struct FederatedArgs {
     rule: Rule,
     /// Correct client drift with control variates (SCAFFOLD-style, in
     /// displacement space; see `mc_learn_core::drift`): true or false
-    /// (default: a campaign's default).
-    #[arg(long, default_value_t = Options::default().drift_correction, action = clap::ArgAction::Set)]
-    drift_correction: bool,
+    /// (default: a campaign's, on under fedavg and off under a robust rule).
+    #[arg(long)]
+    drift_correction: Option<bool>,
     /// Epochs of the local-only and central models.
     #[arg(long, default_value_t = Options::default().baseline_epochs)]
     baseline_epochs: usize,

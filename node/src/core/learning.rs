@@ -77,9 +77,6 @@ pub const DEFAULT_CAMPAIGN_BATCH: u32 = mc_learn_core::plan::DEFAULT_BATCH_SIZE;
 pub const DEFAULT_CAMPAIGN_LR: f64 = mc_learn_core::plan::DEFAULT_LEARNING_RATE;
 /// Largest batch size a campaign may ask for.
 pub const MAX_CAMPAIGN_BATCH: u32 = 65_536;
-/// Whether a campaign corrects client drift when its request does not
-/// say (see [`mc_learn_core::drift::DEFAULT_DRIFT_CORRECTION`]).
-pub const DEFAULT_DRIFT_CORRECTION: bool = mc_learn_core::drift::DEFAULT_DRIFT_CORRECTION;
 /// Largest learning rate a campaign may ask for.
 pub const MAX_CAMPAIGN_LR: f64 = 10.0;
 
@@ -147,7 +144,8 @@ pub struct CampaignRequest {
     pub batch_size: Option<u32>,
     /// Learning rate of round 1; `None` for [`DEFAULT_CAMPAIGN_LR`].
     pub learning_rate: Option<f64>,
-    /// Drift correction; `None` for [`DEFAULT_DRIFT_CORRECTION`].
+    /// Drift correction; `None` for the rule's default
+    /// ([`mc_learn_core::drift::default_for`]: on under FedAvg only).
     pub drift_correction: Option<bool>,
     /// Participants with their keys.
     pub participants: Vec<Participant>,
@@ -526,7 +524,9 @@ impl Learning {
             local_epochs: request.local_epochs,
             batch_size,
             learning_rate,
-            drift_correction: request.drift_correction.unwrap_or(DEFAULT_DRIFT_CORRECTION),
+            drift_correction: request
+                .drift_correction
+                .unwrap_or(mc_learn_core::drift::default_for(request.aggregation)),
             participants,
             aggregation: request.aggregation,
             round_deadline_s: request.round_deadline_s,
@@ -1457,7 +1457,11 @@ mod tests {
         let (_, spec) = learning.declare(unset, &NodeId::new("n0"), 0, 1).unwrap();
         assert_eq!(spec.batch_size, DEFAULT_CAMPAIGN_BATCH);
         assert_eq!(spec.learning_rate, DEFAULT_CAMPAIGN_LR);
-        assert_eq!(spec.drift_correction, DEFAULT_DRIFT_CORRECTION);
+        assert!(spec.drift_correction, "on under FedAvg");
+        let mut robust = request(Rule::Median);
+        robust.drift_correction = None;
+        let (_, spec) = learning.declare(robust, &NodeId::new("n0"), 0, 1).unwrap();
+        assert!(!spec.drift_correction, "off under a robust rule");
     }
 
     /// The job's correction (`None` for none).
