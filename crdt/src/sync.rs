@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use automerge::ChangeHash;
-use automerge::sync::{Capability, Message, MessageFlags, State, SyncDoc};
+use automerge::sync::{Capability, Message, MessageFlags, MessageVersion, State, SyncDoc};
 
 use crate::knowledge_base::sorted_hex;
 use crate::{Error, KnowledgeBase, chunks};
@@ -64,6 +64,66 @@ impl KnowledgeBase {
             .sync()
             .generate_sync_message(&mut session.state)
             .map(Message::encode)
+    }
+
+    /// The opening message of a periodic anti-entropy round: our heads, and nothing else.
+    ///
+    /// A full sync message carries a Bloom filter of what we hold and the changes the peer's
+    /// *last* message said it lacks. At a periodic round that message is seconds old: whatever
+    /// gossip delivered since is missing from its filter, so a full message re-sends (and the
+    /// peer re-validates and re-applies) every change gossip already delivered, and both the
+    /// filter and the change list cost time that grows with the history. A probe announces our
+    /// heads only. The peer answers as it would any message: it asks for any of our heads it
+    /// lacks and sends a fresh filter, from which we compute exactly what it misses; if it
+    /// already holds our heads its answer is a filter of what we lack (often nothing) and the
+    /// round ends. So a probe trades one extra round trip when the replicas differ for no
+    /// change traffic when they do not. It is an ordinary Automerge sync message (no filter, no
+    /// changes), so any Automerge peer answers it.
+    ///
+    /// Falls back to [`Self::generate_sync_message`] when the session has not exchanged a
+    /// message yet, when we ourselves lack some of the heads the peer last announced (then our
+    /// message must ask for them), or when the session is read-only or due for a reset. Returns
+    /// `None` in the same cases as `generate_sync_message` does.
+    pub fn generate_sync_probe(&mut self, session: &mut SyncSession) -> Option<Vec<u8>> {
+        if self.nothing_to_send(session) {
+            return None;
+        }
+        let state = &session.state;
+        let plain = !state.have_responded
+            || state.read_only
+            || state.needs_reset
+            || state
+                .their_heads
+                .as_ref()
+                .is_none_or(|theirs| !self.doc.get_missing_deps(theirs).is_empty());
+        if plain {
+            return self.generate_sync_message(session);
+        }
+        let heads = self.doc.get_heads();
+        // The bookkeeping of Automerge's `generate_sync_message` for a message that carries no
+        // changes: `sent_hashes` stays as it is.
+        let state = &mut session.state;
+        state.last_sent_heads.clone_from(&heads);
+        state.in_flight = true;
+        let mut flags = MessageFlags::new();
+        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
+        let supports_v2 = state
+            .their_capabilities
+            .as_ref()
+            .is_some_and(|caps| caps.contains(&Capability::MessageV2));
+        let message = Message {
+            heads,
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: Some(flags),
+            version: if supports_v2 {
+                MessageVersion::V2
+            } else {
+                MessageVersion::V1
+            },
+        };
+        Some(message.encode())
     }
 
     /// The cases in which Automerge's `generate_sync_message` returns `None`,

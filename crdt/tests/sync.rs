@@ -159,3 +159,81 @@ fn full_document_sync_into_a_fresh_replica() {
     assert_eq!(a.heads(), b.heads());
     assert_eq!(b.list("k1").unwrap().len(), 100);
 }
+
+/// A probe opening a round with a peer that already holds our heads carries no changes, and
+/// a peer that lacks some of ours gets exactly those, whichever side opened the round.
+#[test]
+fn probes_carry_no_changes_and_still_repair_divergence() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    a.put("first", &json!(1), "a", 1).unwrap();
+    let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
+    sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+
+    // Both write; each change reaches the other side "by gossip".
+    a.put("x", &json!("a"), "a", 2).unwrap();
+    let from_a = a.last_local_change().unwrap();
+    b.put("y", &json!("b"), "b", 3).unwrap();
+    let from_b = b.last_local_change().unwrap();
+    b.apply_changes(&from_a).unwrap();
+    a.apply_changes(&from_b).unwrap();
+    assert_eq!(a.heads(), b.heads());
+
+    let probe = a
+        .generate_sync_probe(&mut sa)
+        .expect("heads moved: a probe is due");
+    let decoded = Message::decode(&probe).unwrap();
+    assert!(decoded.changes.is_empty() && decoded.have.is_empty());
+    b.receive_sync_message(&mut sb, &probe).unwrap();
+    let messages = sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+    assert!(
+        messages <= 1,
+        "equal heads settle in one answer, took {messages}"
+    );
+
+    // Gossip lost a chain of two changes: a probe from either side repairs it.
+    for (i, key) in ["p", "q"].iter().enumerate() {
+        a.put(key, &json!(i), "a", 10 + i as u64).unwrap();
+    }
+    for opener_is_a in [true, false] {
+        let (mut c, mut d) = (
+            KnowledgeBase::load(Some(&a.compact()), [], actor(3)).unwrap(),
+            KnowledgeBase::load(Some(&b.compact()), [], actor(4)).unwrap(),
+        );
+        let (mut sc, mut sd) = (SyncSession::new(), SyncSession::new());
+        sync_pair(&mut c, &mut sc, &mut d, &mut sd);
+        c.put("late", &json!(true), "c", 20).unwrap();
+        if !opener_is_a {
+            // The side that lacks the change opens the round: its own heads moved too (its
+            // write did reach the other side).
+            d.put("d-side", &json!(1), "d", 21).unwrap();
+            c.apply_changes(&d.last_local_change().unwrap()).unwrap();
+        }
+        let (opener, opener_session, other, other_session) = if opener_is_a {
+            (&mut c, &mut sc, &mut d, &mut sd)
+        } else {
+            (&mut d, &mut sd, &mut c, &mut sc)
+        };
+        let probe = opener.generate_sync_probe(opener_session).unwrap();
+        other.receive_sync_message(other_session, &probe).unwrap();
+        sync_pair(other, other_session, opener, opener_session);
+        assert_eq!(c.heads(), d.heads());
+        assert_eq!(d.get("late").unwrap().unwrap().value, json!(true));
+    }
+}
+
+/// Before the first exchange a probe is a full message, and after a complete exchange with
+/// nothing new there is nothing to probe.
+#[test]
+fn probe_falls_back_and_stays_quiet() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    a.put("k", &json!(1), "a", 1).unwrap();
+    let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
+    let first = a.generate_sync_probe(&mut sa).unwrap();
+    assert!(!Message::decode(&first).unwrap().have.is_empty());
+    b.receive_sync_message(&mut sb, &first).unwrap();
+    sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+    assert_eq!(a.generate_sync_probe(&mut sa), None);
+    assert_eq!(b.generate_sync_probe(&mut sb), None);
+}

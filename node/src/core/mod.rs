@@ -202,6 +202,16 @@ pub enum StartError {
     Knowledge(#[from] mc_crdt::Error),
 }
 
+/// How to open a sync exchange with a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// A full Automerge sync message: our Bloom filter and the changes the
+    /// peer's last message showed it lacking.
+    Push,
+    /// Our heads only; the peer's answer says what it lacks now.
+    Probe,
+}
+
 /// What the core knows about one connected peer.
 #[derive(Debug)]
 struct Peer {
@@ -343,7 +353,8 @@ impl Node {
             }
             Input::BroadcastFailed(_) => {
                 self.counters.broadcast_failures += 1;
-                self.sync_all_peers();
+                // The change reached no one by gossip: push it by sync at once.
+                self.sync_all_peers(Offer::Push);
             }
             Input::Listening(addrs) => self.listen_addrs = addrs,
             Input::Api { id, request } => {
@@ -351,7 +362,7 @@ impl Node {
                 self.outputs.push_back(Output::Reply { id, response });
             }
             Input::TimerExpired(Timer::AntiEntropy) => {
-                self.sync_all_peers();
+                self.sync_all_peers(self.round_opening());
                 self.schedule_anti_entropy();
             }
             Input::TimerExpired(Timer::Learning) => {
@@ -453,9 +464,10 @@ impl Node {
                     self.persist_increment();
                     // Pass what sync brought to the other peers now rather than
                     // at their next interval, so a change crosses the mesh in
-                    // one interval even without gossip. Peers that already have
-                    // it answer with heads only.
-                    self.sync_all_peers();
+                    // one interval even without gossip. With gossip on, most
+                    // peers already have it (gossip reached them), so announce
+                    // heads and let the peers that lack it ask.
+                    self.sync_all_peers(self.round_opening());
                 }
             }
             Err(error) => {
@@ -697,7 +709,7 @@ impl Node {
             Err(error) => {
                 self.counters.gossip_oversize_fallbacks += 1;
                 tracing::info!(%error, "change too large for gossip, sending it by sync");
-                self.sync_all_peers();
+                self.sync_all_peers(Offer::Push);
             }
         }
     }
@@ -728,19 +740,39 @@ impl Node {
         self.outputs.push_back(Output::Persist(ops));
     }
 
-    fn sync_all_peers(&mut self) {
+    /// How a sync round this node starts opens: with gossip on, changes
+    /// normally reach peers by gossip, so a round opens with our heads only
+    /// and peers ask for what they lack ([`KnowledgeBase::generate_sync_probe`]);
+    /// without gossip, sync is the only carrier and pushes changes at once.
+    fn round_opening(&self) -> Offer {
+        if self.config.gossip {
+            Offer::Probe
+        } else {
+            Offer::Push
+        }
+    }
+
+    fn sync_all_peers(&mut self, offer: Offer) {
         let peers: Vec<NodeId> = self.peers.keys().cloned().collect();
         for peer in peers {
-            self.offer_sync(&peer);
+            self.send_sync(&peer, offer);
         }
     }
 
     /// Sends the next step of the sync protocol to `peer`, if there is one.
     fn offer_sync(&mut self, peer: &NodeId) {
+        self.send_sync(peer, Offer::Push);
+    }
+
+    fn send_sync(&mut self, peer: &NodeId, offer: Offer) {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        let Some(data) = self.kb.generate_sync_message(&mut state.sync) else {
+        let data = match offer {
+            Offer::Push => self.kb.generate_sync_message(&mut state.sync),
+            Offer::Probe => self.kb.generate_sync_probe(&mut state.sync),
+        };
+        let Some(data) = data else {
             return;
         };
         self.counters.sync_sent += 1;
