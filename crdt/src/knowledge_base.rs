@@ -49,6 +49,21 @@ pub struct KnowledgeBase {
     pub(crate) incremental_bytes: u64,
     pub(crate) max_incrementals: usize,
     pub(crate) max_incremental_bytes: u64,
+    /// The next incremental save, already in hand: set when one gossiped change was applied on
+    /// top of a fully saved document, so that [`Self::save_incremental`] need not rebuild the
+    /// bytes Automerge just parsed (see [`UnsavedChange`]).
+    pub(crate) unsaved: Option<UnsavedChange>,
+}
+
+/// The raw bytes of the only change applied since the last save, and the heads they are valid
+/// between. `save_incremental` uses them only while the saved heads are still `base` and the
+/// document's heads are still `heads`: any other change moves the heads, and any save moves
+/// the saved heads, so stale bytes are never used.
+#[derive(Debug)]
+pub(crate) struct UnsavedChange {
+    pub(crate) base: Vec<ChangeHash>,
+    pub(crate) heads: Vec<ChangeHash>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// The document every replica starts from: one change, by [`GENESIS_ACTOR`] at time 0, creating
@@ -115,6 +130,7 @@ impl KnowledgeBase {
             incremental_bytes: 0,
             max_incrementals: DEFAULT_MAX_INCREMENTALS,
             max_incremental_bytes: DEFAULT_MAX_INCREMENTAL_BYTES,
+            unsaved: None,
         }
     }
 
@@ -264,7 +280,33 @@ impl KnowledgeBase {
             return Ok(false);
         }
         let before = self.doc.get_heads();
+        // Only the single-change case is worth remembering (it is what gossip carries).
+        let single = match changes.as_slice() {
+            [change] if before == self.saved_heads => Some((change.hash(), change.deps().to_vec())),
+            _ => None,
+        };
+        let single_bytes = single.as_ref().map(|_| changes[0].raw_bytes().to_vec());
         self.doc.apply_changes(changes)?;
-        Ok(self.doc.get_heads() != before)
+        let after = self.doc.get_heads();
+        if let (Some((hash, deps)), Some(bytes)) = (single, single_bytes) {
+            // The change alone was added iff the heads moved from `before` to exactly
+            // `before - deps + hash`: had it been queued, nothing would have moved; had it
+            // released queued changes, those (descendants of it) would be heads instead.
+            let mut expected: Vec<ChangeHash> = before
+                .iter()
+                .filter(|h| !deps.contains(h))
+                .copied()
+                .chain(std::iter::once(hash))
+                .collect();
+            expected.sort_unstable();
+            if after != before && after == expected {
+                self.unsaved = Some(UnsavedChange {
+                    base: before.clone(),
+                    heads: after.clone(),
+                    bytes,
+                });
+            }
+        }
+        Ok(after != before)
     }
 }

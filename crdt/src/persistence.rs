@@ -77,9 +77,17 @@ impl KnowledgeBase {
     /// Queued changes whose dependencies are still missing are not included (they are not part
     /// of the document yet); peers will resend them.
     pub fn save_incremental(&mut self) -> Vec<u8> {
-        let bytes = self.doc.save_after(&self.saved_heads);
+        let heads = self.doc.get_heads();
+        // A change applied by gossip on top of a saved document: its bytes are what
+        // `save_after` would rebuild from the op set (the raw bytes of that one change).
+        let bytes = match self.unsaved.take() {
+            Some(unsaved) if unsaved.base == self.saved_heads && unsaved.heads == heads => {
+                unsaved.bytes
+            }
+            _ => self.doc.save_after(&self.saved_heads),
+        };
         if !bytes.is_empty() {
-            self.saved_heads = self.doc.get_heads();
+            self.saved_heads = heads;
             self.incrementals += 1;
             self.incremental_bytes += bytes.len() as u64;
             self.saved_bytes += bytes.len() as u64;
@@ -91,6 +99,7 @@ impl KnowledgeBase {
     /// persisted form should be `(Some(snapshot), [])`.
     pub fn compact(&mut self) -> Vec<u8> {
         let bytes = self.doc.save();
+        self.unsaved = None;
         self.saved_heads = self.doc.get_heads();
         self.saved_bytes = bytes.len() as u64;
         self.incrementals = 0;

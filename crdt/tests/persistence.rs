@@ -151,3 +151,39 @@ fn corrupt_persistence_is_an_error() {
         Err(Error::Incremental { index: 0, .. })
     ));
 }
+
+/// A gossiped change applied on top of a saved document is saved as exactly the bytes that
+/// arrived, and only once; other paths still save what changed.
+#[test]
+fn gossiped_change_is_saved_once_as_received() {
+    let mut writer = KnowledgeBase::new(actor(1));
+    let mut reader = KnowledgeBase::new(actor(2));
+    let mut chunks = vec![reader.save_incremental()];
+    for i in 0..3 {
+        writer.put(&format!("k{i}"), &json!(i), "w", i).unwrap();
+        let change = writer.last_local_change().unwrap();
+        assert!(reader.apply_changes(&change).unwrap());
+        let saved = reader.save_incremental();
+        assert_eq!(saved, change);
+        chunks.push(saved);
+        assert!(reader.save_incremental().is_empty());
+    }
+    // A compaction in between: nothing is left to save afterwards.
+    writer.put("after", &json!(1), "w", 9).unwrap();
+    reader
+        .apply_changes(&writer.last_local_change().unwrap())
+        .unwrap();
+    let snapshot = reader.compact();
+    assert!(reader.save_incremental().is_empty());
+    // A local write after a gossiped one, before saving: both are saved.
+    writer.put("g", &json!(1), "w", 10).unwrap();
+    reader
+        .apply_changes(&writer.last_local_change().unwrap())
+        .unwrap();
+    reader.put("local", &json!(2), "r", 11).unwrap();
+    let both = reader.save_incremental();
+    let loaded = KnowledgeBase::load(Some(&snapshot), [both.as_slice()], actor(3)).unwrap();
+    assert_eq!(loaded.list("").unwrap(), reader.list("").unwrap());
+    let loaded = KnowledgeBase::load(None, slices(&chunks), actor(4)).unwrap();
+    assert_eq!(loaded.len(), 3);
+}
