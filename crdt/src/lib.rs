@@ -17,7 +17,9 @@
 //!   broadcast; peers feed them to [`KnowledgeBase::apply_changes`] (order does not matter —
 //!   changes with missing dependencies are queued until the dependencies arrive).
 //! * **Anti-entropy**: the Automerge sync protocol via [`KnowledgeBase::generate_sync_message`]
-//!   and [`KnowledgeBase::receive_sync_message`], with one [`SyncSession`] per peer.
+//!   and [`KnowledgeBase::receive_sync_message`], with one [`SyncSession`] per peer. A periodic
+//!   round can open with [`KnowledgeBase::generate_sync_probe`] (heads only) when gossip
+//!   normally delivers changes, so that rounds between replicas that agree carry no changes.
 //! * **Persistence**: append [`KnowledgeBase::save_incremental`] to the store; when
 //!   [`KnowledgeBase::needs_compaction`], replace the store with [`KnowledgeBase::compact`];
 //!   rebuild on start with [`KnowledgeBase::load`].
