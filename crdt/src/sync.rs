@@ -20,6 +20,10 @@ use crate::{Error, KnowledgeBase, chunks};
 #[derive(Debug, Default, Clone)]
 pub struct SyncSession {
     state: State,
+    /// The peer probed us (see [`KnowledgeBase::generate_sync_probe`]) with heads equal to ours
+    /// that we had not announced to it: Automerge would not answer, so the peer would not learn
+    /// that we agree; we answer with our heads (an acknowledgement it does not answer).
+    owes_ack: bool,
 }
 
 impl SyncSession {
@@ -30,7 +34,7 @@ impl SyncSession {
 
     /// Forgets everything learned about the peer (call on reconnect).
     pub fn reset(&mut self) {
-        self.state = State::new();
+        *self = Self::new();
     }
 
     /// Whether the heads the peer last announced equal our current heads.
@@ -57,13 +61,46 @@ impl KnowledgeBase {
     /// The next sync message to send to the peer of `session`, or `None` if there is nothing to
     /// send (the peer is up to date, or we are waiting for its reply).
     pub fn generate_sync_message(&mut self, session: &mut SyncSession) -> Option<Vec<u8>> {
+        let owes_ack = std::mem::take(&mut session.owes_ack);
         if self.nothing_to_send(session) {
-            return None;
+            return owes_ack.then(|| self.heads_only(session, false));
         }
         self.doc
             .sync()
             .generate_sync_message(&mut session.state)
             .map(Message::encode)
+    }
+
+    /// A sync message with our heads and nothing else, with the bookkeeping of Automerge's
+    /// `generate_sync_message` for a message without changes (`sent_hashes` stays as it is).
+    /// `expect_answer` marks it in flight, as a message that asks the peer something.
+    fn heads_only(&mut self, session: &mut SyncSession, expect_answer: bool) -> Vec<u8> {
+        let heads = self.doc.get_heads();
+        let state = &mut session.state;
+        state.have_responded = true;
+        state.last_sent_heads.clone_from(&heads);
+        if expect_answer {
+            state.in_flight = true;
+        }
+        let mut flags = MessageFlags::new();
+        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
+        let supports_v2 = state
+            .their_capabilities
+            .as_ref()
+            .is_some_and(|caps| caps.contains(&Capability::MessageV2));
+        let message = Message {
+            heads,
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: Some(flags),
+            version: if supports_v2 {
+                MessageVersion::V2
+            } else {
+                MessageVersion::V1
+            },
+        };
+        message.encode()
     }
 
     /// The opening message of a periodic anti-entropy round: our heads, and nothing else.
@@ -99,31 +136,8 @@ impl KnowledgeBase {
         if plain {
             return self.generate_sync_message(session);
         }
-        let heads = self.doc.get_heads();
-        // The bookkeeping of Automerge's `generate_sync_message` for a message that carries no
-        // changes: `sent_hashes` stays as it is.
-        let state = &mut session.state;
-        state.last_sent_heads.clone_from(&heads);
-        state.in_flight = true;
-        let mut flags = MessageFlags::new();
-        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
-        let supports_v2 = state
-            .their_capabilities
-            .as_ref()
-            .is_some_and(|caps| caps.contains(&Capability::MessageV2));
-        let message = Message {
-            heads,
-            need: Vec::new(),
-            have: Vec::new(),
-            changes: Vec::<Vec<u8>>::new().into(),
-            flags: Some(flags),
-            version: if supports_v2 {
-                MessageVersion::V2
-            } else {
-                MessageVersion::V1
-            },
-        };
-        Some(message.encode())
+        session.owes_ack = false;
+        Some(self.heads_only(session, true))
     }
 
     /// The cases in which Automerge's `generate_sync_message` returns `None`,
@@ -190,8 +204,13 @@ impl KnowledgeBase {
         for chunk in message.changes.iter() {
             chunks::validate(chunk)?;
         }
+        // A probe (or an acknowledgement): heads and nothing else.
+        let heads_only =
+            message.changes.is_empty() && message.have.is_empty() && message.need.is_empty();
         let state = &mut session.state;
         state.in_flight = false;
+        // Whether the peer announces heads we have not announced to it: see `owes_ack` below.
+        let news_to_us = state.last_sent_heads != message.heads;
         let before = self.doc.get_heads();
         let Message {
             heads: message_heads,
@@ -284,6 +303,12 @@ impl KnowledgeBase {
             Some(heads) => heads,
             None => self.doc.get_heads(),
         };
+        // Answer a probe that finds us in agreement, so that the peer learns it, unless we
+        // already announced these very heads to it: then it knows, and this message is its
+        // answer to ours (or a probe crossing ours). So an answer is never answered, and the
+        // exchange ends.
+        session.owes_ack =
+            heads_only && news_to_us && state.their_heads.as_deref() == Some(after.as_slice());
         Ok(after != before)
     }
 }

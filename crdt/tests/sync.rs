@@ -190,6 +190,8 @@ fn probes_carry_no_changes_and_still_repair_divergence() {
         messages <= 1,
         "equal heads settle in one answer, took {messages}"
     );
+    // b answered the probe, so each side knows the other agrees.
+    assert!(sa.in_sync_with(&mut a) && sb.in_sync_with(&mut b));
 
     // Gossip lost a chain of two changes: a probe from either side repairs it.
     for (i, key) in ["p", "q"].iter().enumerate() {
