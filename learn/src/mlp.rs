@@ -123,27 +123,10 @@ impl Mlp {
     /// Overwrites every parameter from a flat vector (see the module docs
     /// for the order). The length must be [`Mlp::num_params`].
     pub fn set_flat(&mut self, flat: &[f32]) -> Result<(), ModelError> {
-        let expected = self.num_params();
-        if flat.len() != expected {
-            return Err(ModelError::WrongLength {
-                expected,
-                got: flat.len(),
-            });
-        }
-        let device = self.device();
-        let mut offset = 0;
+        let values = self.shaped_like_params(flat)?;
         tch::no_grad(|| -> Result<(), ModelError> {
-            for layer in &mut self.layers {
-                let n = layer.inputs * layer.outputs;
-                let weight = Tensor::f_from_slice(&flat[offset..offset + n])?
-                    .f_reshape([layer.outputs as i64, layer.inputs as i64])?
-                    .f_to_device(device)?;
-                layer.weight.f_copy_(&weight)?;
-                offset += n;
-                let bias = Tensor::f_from_slice(&flat[offset..offset + layer.outputs])?
-                    .f_to_device(device)?;
-                layer.bias.f_copy_(&bias)?;
-                offset += layer.outputs;
+            for ((_, param), value) in self.named_params().into_iter().zip(&values) {
+                param.shallow_clone().f_copy_(value)?;
             }
             Ok(())
         })
