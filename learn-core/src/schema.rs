@@ -21,6 +21,15 @@ pub const OPS_FEATURES: [&str; 7] = [
     "memory_usage_percent",
 ];
 
+/// The [`OPS_FEATURES`] the built-in models see on a log scale
+/// ([`ModelSchema::log_features`]): load, work and capacity, which differ by
+/// orders of magnitude between organisations.
+pub const OPS_LOG_FEATURES: [&str; 3] = [
+    "thread_count",
+    "avg_thread_duration",
+    "mcp_connection_count",
+];
+
 /// Target column of the built-in `latency` model (milliseconds).
 pub const TARGET_LATENCY: &str = "latency_ms";
 /// Target column of the built-in `error_rate` model (fraction, 0–1).
@@ -90,6 +99,23 @@ pub struct ModelSchema {
     /// left out).
     #[serde(default, skip_serializing_if = "TargetScale::is_linear")]
     pub target_scale: TargetScale,
+    /// Features the model sees on a log scale, `sign(x)·ln(1 + |x|)`
+    /// ([`log_scale`]) before standardisation: columns whose values differ
+    /// by orders of magnitude between rows or organisations (counts, sizes,
+    /// durations). Each must be one of `features`; none when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_features: Vec<String>,
+}
+
+/// The log scale of [`ModelSchema::log_features`]: `sign(x)·ln(1 + |x|)`.
+/// Defined for every real value (0 stays 0, negative values mirror positive
+/// ones), monotone, close to `ln x` for large `x` and to `x` near zero.
+pub fn log_scale(x: f32) -> f32 {
+    if x == 0.0 {
+        0.0
+    } else {
+        x.signum() * x.abs().ln_1p()
+    }
 }
 
 fn default_hidden_layers() -> Vec<u32> {
@@ -122,6 +148,12 @@ pub enum SchemaError {
     /// A log target scale on a classifier.
     #[error("target_scale \"log\" needs task \"regression\"")]
     LogScaleNeedsRegression,
+    /// A log-scale feature that is not one of the features.
+    #[error("log_features names {0:?}, which is not one of the features")]
+    UnknownLogFeature(String),
+    /// A column is named twice among the log-scale features.
+    #[error("log feature {0:?} is listed twice")]
+    DuplicateLogFeature(String),
     /// Too many hidden layers, or one of width 0 or above the maximum.
     #[error("hidden layers {0:?}: at most {MAX_HIDDEN_LAYERS} layers of width 1-{MAX_LAYER_WIDTH}")]
     BadLayers(Vec<u32>),
@@ -175,7 +207,41 @@ impl ModelSchema {
         if self.target_scale == TargetScale::Log && self.task != Task::Regression {
             return Err(SchemaError::LogScaleNeedsRegression);
         }
+        let mut logged = std::collections::BTreeSet::new();
+        for f in &self.log_features {
+            if !seen.contains(f.as_str()) {
+                return Err(SchemaError::UnknownLogFeature(f.clone()));
+            }
+            if !logged.insert(f.as_str()) {
+                return Err(SchemaError::DuplicateLogFeature(f.clone()));
+            }
+        }
         Ok(())
+    }
+
+    /// Per feature, in order, whether the model sees it on a log scale.
+    pub fn log_mask(&self) -> Vec<bool> {
+        self.features
+            .iter()
+            .map(|f| self.log_features.contains(f))
+            .collect()
+    }
+
+    /// Row-major feature values as the model sees them: [`log_scale`]
+    /// applied to the columns of [`ModelSchema::log_features`]. Borrows
+    /// `x` when there are none.
+    pub fn model_inputs<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        if self.log_features.is_empty() {
+            return std::borrow::Cow::Borrowed(x);
+        }
+        let mask = self.log_mask();
+        let f = mask.len().max(1);
+        std::borrow::Cow::Owned(
+            x.iter()
+                .enumerate()
+                .map(|(i, &v)| if mask[i % f] { log_scale(v) } else { v })
+                .collect(),
+        )
     }
 
     /// Widths of every layer, input to output: `[features, hidden…, 1]`.
@@ -199,7 +265,10 @@ impl ModelSchema {
 /// The built-in operations models: `latency`, `error_rate` and `memory`
 /// (regression) and the `anomaly` classifier, all over [`OPS_FEATURES`].
 /// Latency is learnt on a log scale: it is multiplicative in load and work,
-/// and organisations' latencies differ by orders of magnitude.
+/// and organisations' latencies differ by orders of magnitude. Every model
+/// sees the load and work features ([`OPS_LOG_FEATURES`]) on a log scale:
+/// a small organisation runs tens of threads and a large one hundreds, and
+/// pool utilisation, a ratio of two of them, becomes a difference.
 pub fn builtin() -> Vec<ModelSchema> {
     let ops = |name: &str, task, target: &str, target_scale| ModelSchema {
         name: name.to_owned(),
@@ -208,6 +277,7 @@ pub fn builtin() -> Vec<ModelSchema> {
         target: target.to_owned(),
         hidden_layers: default_hidden_layers(),
         target_scale,
+        log_features: OPS_LOG_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
     };
     use TargetScale::{Linear, Log};
     vec![
@@ -244,6 +314,35 @@ mod tests {
     }
 
     #[test]
+    fn log_features_are_transformed_in_place_of_their_columns() {
+        let s: ModelSchema = serde_json::from_str(
+            r#"{"name":"m","task":"regression","features":["a","b"],"target":"y","log_features":["b"]}"#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.log_mask(), vec![false, true]);
+        let x = [5.0, 0.0, 5.0, (1.0f32).exp_m1(), -3.0, -(1.0f32).exp_m1()];
+        let seen = s.model_inputs(&x);
+        assert_eq!(seen[0], 5.0, "a is left alone");
+        assert_eq!(seen[1], 0.0, "0 stays 0");
+        assert!((seen[3] - 1.0).abs() < 1e-6, "ln(1 + (e - 1)) = 1");
+        assert_eq!(seen[4], -3.0);
+        assert!((seen[5] + 1.0).abs() < 1e-6, "negative values mirror");
+        assert!(log_scale(f32::NAN).is_nan());
+        let plain = ModelSchema {
+            log_features: vec![],
+            ..s
+        };
+        assert!(matches!(
+            plain.model_inputs(&x),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for b in builtin() {
+            assert_eq!(b.log_mask().iter().filter(|&&l| l).count(), 3, "{}", b.name);
+        }
+    }
+
+    #[test]
     fn json_defaults_and_rejections() {
         let s: ModelSchema = serde_json::from_str(
             r#"{"name":"m","task":"regression","features":["a","b"],"target":"y"}"#,
@@ -276,6 +375,17 @@ mod tests {
         let mut bad = s.clone();
         bad.hidden_layers = vec![0];
         assert!(matches!(bad.validate(), Err(SchemaError::BadLayers(_))));
+        let mut bad = s.clone();
+        bad.log_features = vec!["z".into()];
+        assert_eq!(
+            bad.validate(),
+            Err(SchemaError::UnknownLogFeature("z".into()))
+        );
+        bad.log_features = vec!["a".into(), "a".into()];
+        assert_eq!(
+            bad.validate(),
+            Err(SchemaError::DuplicateLogFeature("a".into()))
+        );
         let mut bad = s;
         bad.features.push("b".into());
         assert!(matches!(

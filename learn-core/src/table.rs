@@ -240,6 +240,7 @@ mod tests {
             target: target.into(),
             hidden_layers: vec![],
             target_scale: Default::default(),
+            log_features: Vec::new(),
         }
     }
 

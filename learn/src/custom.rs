@@ -135,7 +135,7 @@ pub fn train(
     if train_rows.is_empty() || test_rows.is_empty() {
         return Err(CustomError::BadSplit(opts.train_fraction));
     }
-    let normaliser = Normaliser::fit(schema.task, &train_rows)?;
+    let normaliser = Normaliser::fit(schema, &train_rows)?;
     // One seeded stream: the initial weights, then the minibatch order.
     let mut rng = ChaCha8Rng::seed_from_u64(opts.train.seed);
     let mut model = Model::init(schema, normaliser, &mut rng, opts.train.device)?;

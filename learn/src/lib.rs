@@ -36,6 +36,7 @@
 //!     target: "y".into(),
 //!     hidden_layers: vec![8],
 //!     target_scale: Default::default(),
+//!     log_features: Vec::new(),
 //! };
 //! let mut data = Dataset::empty(schema.features.clone(), schema.target.clone());
 //! for i in 0..200 {
@@ -43,7 +44,7 @@
 //!     data.push(&[x], 2.0 * x);
 //! }
 //! let cfg = TrainConfig { epochs: 30, learning_rate: 1e-2, device: mc_learn::tch::Device::Cpu, ..TrainConfig::default() };
-//! let normaliser = Normaliser::fit(schema.task, &data)?;
+//! let normaliser = Normaliser::fit(&schema, &data)?;
 //! let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
 //! let mut model = Model::init(&schema, normaliser, &mut rng, cfg.device)?;
 //! model.train_with_rng(&data, &cfg, &mut rng)?;

@@ -424,10 +424,9 @@ impl Model {
         tch::no_grad(|| -> Result<(), ModelError> {
             for start in (0..data.len()).step_by(PREDICT_CHUNK) {
                 let end = (start + PREDICT_CHUNK).min(data.len());
-                let x =
-                    Tensor::f_from_slice(&self.normaliser.features(&data.x[start * f..end * f]))?
-                        .f_reshape([(end - start) as i64, f as i64])?
-                        .f_to_device(self.device())?;
+                let x = Tensor::f_from_slice(&self.inputs(&data.x[start * f..end * f]))?
+                    .f_reshape([(end - start) as i64, f as i64])?
+                    .f_to_device(self.device())?;
                 let mut h = self.mlp.forward(&x)?;
                 if self.schema.task == Task::BinaryClassification {
                     h = h.f_sigmoid()?;
@@ -464,11 +463,17 @@ impl Model {
         check_columns(&self.schema, data)
     }
 
+    /// Row-major raw features as the network sees them: the schema's
+    /// log-scale columns transformed, then every column standardised.
+    fn inputs(&self, x: &[f32]) -> Vec<f32> {
+        self.normaliser.features(&self.schema.model_inputs(x))
+    }
+
     /// Standardised features `[rows, f]` and targets `[rows, 1]` on the
     /// model's device.
     fn tensors(&self, data: &Dataset) -> Result<(Tensor, Tensor), ModelError> {
         let n = data.len() as i64;
-        let x = Tensor::f_from_slice(&self.normaliser.features(&data.x))?
+        let x = Tensor::f_from_slice(&self.inputs(&data.x))?
             .f_reshape([n, data.n_features() as i64])?
             .f_to_device(self.device())?;
         let y = match self.schema.task {

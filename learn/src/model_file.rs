@@ -321,6 +321,7 @@ mod tests {
             target: "y".into(),
             hidden_layers: vec![4],
             target_scale: Default::default(),
+            log_features: Vec::new(),
         }
     }
 

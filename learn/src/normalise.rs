@@ -9,7 +9,7 @@
 //! [`Normaliser::from_moments`] turns them into the pooled mean and
 //! variance.
 
-use mc_learn_core::{Dataset, TargetScale, Task};
+use mc_learn_core::{Dataset, ModelSchema, TargetScale, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -61,6 +61,21 @@ impl Moments {
             sums,
             sums_of_squares,
         })
+    }
+
+    /// The moments of `data` as a model of `schema` sees it: the schema's
+    /// log-scale features on their log scale ([`ModelSchema::model_inputs`]).
+    pub fn of_model_inputs(schema: &ModelSchema, data: &Dataset) -> Result<Self, ModelError> {
+        if schema.log_features.is_empty() {
+            return Self::of(data);
+        }
+        let seen = Dataset {
+            features: data.features.clone(),
+            target: data.target.clone(),
+            x: schema.model_inputs(&data.x).into_owned(),
+            y: data.y.clone(),
+        };
+        Self::of(&seen)
     }
 
     /// Adds another node's moments to these (same columns).
@@ -128,10 +143,11 @@ pub struct Normaliser {
 }
 
 impl Normaliser {
-    /// Fitted on `data` (population statistics).
-    pub fn fit(task: Task, data: &Dataset) -> Result<Self, ModelError> {
-        let m = Moments::of(data)?;
-        Self::from_moments(task, m.count, &m.sums, &m.sums_of_squares)
+    /// Fitted on `data` (population statistics) for a model of `schema`:
+    /// its log-scale features are standardised on their log scale.
+    pub fn fit(schema: &ModelSchema, data: &Dataset) -> Result<Self, ModelError> {
+        let m = Moments::of_model_inputs(schema, data)?;
+        Self::from_moments(schema.task, m.count, &m.sums, &m.sums_of_squares)
     }
 
     /// Pooled mean and variance from summed moments: `sums` and
@@ -299,6 +315,18 @@ impl Normaliser {
 mod tests {
     use super::*;
 
+    fn schema(task: Task, log_features: &[&str]) -> ModelSchema {
+        ModelSchema {
+            name: "m".into(),
+            task,
+            features: vec!["a".into(), "b".into()],
+            target: "y".into(),
+            hidden_layers: vec![4],
+            target_scale: TargetScale::Linear,
+            log_features: log_features.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
     fn table(rows: &[([f32; 2], f32)]) -> Dataset {
         let mut d = Dataset::empty(vec!["a".into(), "b".into()], "y".into());
         for (x, y) in rows {
@@ -324,7 +352,7 @@ mod tests {
             &wire.sums_of_squares,
         )
         .unwrap();
-        let direct = Normaliser::fit(Task::Regression, &all).unwrap();
+        let direct = Normaliser::fit(&schema(Task::Regression, &[]), &all).unwrap();
         assert_eq!(from_pool, direct);
         assert_eq!(direct.feature_mean, vec![3.0, 5.0]);
         // The constant column gets the floor, not zero.
@@ -333,9 +361,20 @@ mod tests {
     }
 
     #[test]
+    fn log_features_are_standardised_on_their_log_scale() {
+        let e1 = 1.0f32.exp_m1();
+        let e3 = 3.0f32.exp_m1();
+        let d = table(&[([1.0, e1], 0.0), ([3.0, e3], 1.0)]);
+        let n = Normaliser::fit(&schema(Task::Regression, &["b"]), &d).unwrap();
+        assert_eq!(n.feature_mean[0], 2.0, "a stays linear");
+        assert!((n.feature_mean[1] - 2.0).abs() < 1e-5, "mean of ln(1 + b)");
+        assert!((n.feature_std[1] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
     fn classification_targets_are_left_alone() {
         let d = table(&[([1.0, 2.0], 0.0), ([2.0, 3.0], 1.0)]);
-        let n = Normaliser::fit(Task::BinaryClassification, &d).unwrap();
+        let n = Normaliser::fit(&schema(Task::BinaryClassification, &[]), &d).unwrap();
         assert_eq!((n.target_mean, n.target_std), (0.0, 1.0));
         assert_eq!(n.targets(&d.y), d.y);
     }

@@ -116,7 +116,7 @@ pub fn fine_tune(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.train.seed);
     let mut scratch = Model::init(
         schema,
-        Normaliser::fit(schema.task, &train_rows)?,
+        Normaliser::fit(schema, &train_rows)?,
         &mut rng,
         opts.train.device,
     )?;

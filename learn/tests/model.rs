@@ -13,7 +13,7 @@ fn fresh(task: Task, seed: u64) -> (Model, mc_learn::Dataset) {
         seed,
         if task == Task::Regression { wave } else { disc },
     );
-    let n = Normaliser::fit(task, &data).unwrap();
+    let n = Normaliser::fit(&s, &data).unwrap();
     let m = Model::init(&s, n, &mut ChaCha8Rng::seed_from_u64(seed), quick(1).device).unwrap();
     (m, data)
 }
@@ -126,7 +126,7 @@ fn regression_learns_a_nonlinear_function() {
     let s = schema(Task::Regression, vec![32, 16]);
     let train = table(1500, 10, wave);
     let test = table(300, 11, wave);
-    let n = Normaliser::fit(Task::Regression, &train).unwrap();
+    let n = Normaliser::fit(&s, &train).unwrap();
     let mut model = Model::init(&s, n, &mut ChaCha8Rng::seed_from_u64(1), quick(1).device).unwrap();
     let report = model.train(&train, &quick(40)).unwrap();
     assert_eq!(report.samples, 1500);
@@ -146,7 +146,7 @@ fn classifier_separates_a_disc() {
     let s = schema(Task::BinaryClassification, vec![32, 16]);
     let train = table(1500, 20, disc);
     let test = table(300, 21, disc);
-    let n = Normaliser::fit(Task::BinaryClassification, &train).unwrap();
+    let n = Normaliser::fit(&s, &train).unwrap();
     let mut model = Model::init(&s, n, &mut ChaCha8Rng::seed_from_u64(2), quick(1).device).unwrap();
     model.train(&train, &quick(40)).unwrap();
     let eval = model.evaluate(&test).unwrap();

@@ -80,7 +80,7 @@ fn fine_tuning_changes_only_the_last_layers_and_adapts() {
     let home = table(1000, 5, wave);
     let mut base = Model::init(
         &s,
-        Normaliser::fit(Task::Regression, &home).unwrap(),
+        Normaliser::fit(&s, &home).unwrap(),
         &mut ChaCha8Rng::seed_from_u64(5),
         quick(1).device,
     )
@@ -127,7 +127,7 @@ fn fine_tuning_changes_only_the_last_layers_and_adapts() {
 fn local_update_trains_from_the_global_weights() {
     let s = schema(Task::Regression, vec![8]);
     let data = table(300, 7, wave);
-    let normaliser = Normaliser::fit(Task::Regression, &data).unwrap();
+    let normaliser = Normaliser::fit(&s, &data).unwrap();
     let global = Model::init(
         &s,
         normaliser.clone(),

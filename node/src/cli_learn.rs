@@ -44,7 +44,8 @@ pub enum LearnCommand {
     Models,
     /// Declare a model from a schema JSON file.
     Declare {
-        /// The schema: {"name","task","features","target","hidden_layers"}.
+        /// The schema: {"name","task","features","target","hidden_layers"},
+        /// optionally "target_scale" and "log_features".
         #[arg(long)]
         schema: PathBuf,
     },

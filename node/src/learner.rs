@@ -707,7 +707,7 @@ impl LearnService {
             return Err(format!("too few rows for model {:?}", job.model.name));
         }
         match &job.kind {
-            TrainKind::Moments => Ok((moments_vector(&data), data.len() as u64)),
+            TrainKind::Moments => Ok((moments_vector(&job.model, &data), data.len() as u64)),
             TrainKind::Update {
                 base,
                 moments,

@@ -10,6 +10,7 @@ fn schema(task: Task) -> ModelSchema {
         target: "y".into(),
         hidden_layers: vec![],
         target_scale: Default::default(),
+        log_features: Vec::new(),
     }
 }
 

@@ -77,7 +77,7 @@ pub fn central(
     for org in orgs {
         pooled.extend(&org.train);
     }
-    let normaliser = Normaliser::fit(schema.task, &pooled)?;
+    let normaliser = Normaliser::fit(schema, &pooled)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut model = Model::init(schema, normaliser, &mut rng, cfg.device)?;
     model.train_with_rng(&pooled, cfg, &mut rng)?;

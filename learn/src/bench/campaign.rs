@@ -227,7 +227,7 @@ pub fn run(
         norm_bound: NormBound::Unbounded,
     })?;
     for i in offer_order() {
-        let moments = federated::moments_vector(&orgs[i].train);
+        let moments = federated::moments_vector(schema, &orgs[i].train);
         let signed = update::sign(
             &keys[i],
             campaign,

@@ -14,6 +14,7 @@ pub fn schema(task: Task, hidden_layers: Vec<u32>) -> ModelSchema {
         target: "y".into(),
         hidden_layers,
         target_scale: Default::default(),
+        log_features: Vec::new(),
     }
 }
 

@@ -472,6 +472,7 @@ fn tiny_schema() -> ModelSchema {
         target: "y".into(),
         hidden_layers: vec![3],
         target_scale: Default::default(),
+        log_features: Vec::new(),
     }
 }
 

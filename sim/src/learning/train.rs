@@ -87,7 +87,10 @@ impl Org {
             return Err(format!("too few rows for model {:?}", job.model.name));
         }
         match &job.kind {
-            TrainKind::Moments => Ok((moments_vector(&self.train), self.train.len() as u64)),
+            TrainKind::Moments => Ok((
+                moments_vector(&job.model, &self.train),
+                self.train.len() as u64,
+            )),
             TrainKind::Update {
                 base,
                 moments,
