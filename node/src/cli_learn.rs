@@ -113,7 +113,7 @@ pub enum LearnCommand {
         rounds: u32,
         /// Local epochs per round, of a member with the median row count
         /// (every participant runs the same number of steps).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = mc_learn_core::plan::DEFAULT_LOCAL_EPOCHS)]
         local_epochs: u32,
         /// Rows per local optimiser step (default: the node's
         /// `DEFAULT_CAMPAIGN_BATCH`).

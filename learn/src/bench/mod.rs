@@ -108,6 +108,10 @@ pub struct Options {
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
     pub byzantine_fraction: f64,
+    /// Names (`fedavg`, `median`, `trimmed-mean`, `multi-krum`) of the
+    /// rules the Byzantine runs try; empty for all of
+    /// [`Options::byzantine_rules`].
+    pub byzantine_rule_names: Vec<String>,
     /// `s` of the sign-flip attack, `w' = b − s·(w − b)`.
     pub flip_scale: f32,
     /// `k` of the scaling attack, `w' = b + k·(w − b)`.
@@ -122,9 +126,9 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// The figures of the issue: 20 organisations, seed 1, 60 rounds of 2
-    /// local epochs (of the median member) with a campaign's default batch
-    /// and learning rate,
+    /// The figures of the issue: 20 organisations, seed 1, 60 rounds of a
+    /// campaign's default local epochs (of the median member), batch and
+    /// learning rate,
     /// FedAvg, 20 % Byzantine (sign-flip ×4, scaling ×10).
     fn default() -> Self {
         Self {
@@ -134,7 +138,7 @@ impl Default for Options {
             max_rows: None,
             train_fraction: crate::custom::DEFAULT_TRAIN_FRACTION,
             rounds: 60,
-            local_epochs: 2,
+            local_epochs: mc_learn_core::plan::DEFAULT_LOCAL_EPOCHS,
             batch_size: CAMPAIGN_BATCH,
             learning_rate: CAMPAIGN_LR,
             baseline_epochs: TrainConfig::default().epochs,
@@ -142,6 +146,7 @@ impl Default for Options {
             drift_correction: None,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
+            byzantine_rule_names: Vec::new(),
             flip_scale: 4.0,
             scale_factor: 10.0,
             offer_order: OfferOrder::Forward,
@@ -167,9 +172,16 @@ impl Options {
     /// The rules of the Byzantine runs, for `byzantine` attackers among
     /// `orgs`: FedAvg, median, trimmed mean dropping 20 % at each side,
     /// and Multi-Krum tolerating `f = byzantine` and averaging the
-    /// `n − byzantine` best.
+    /// `n − byzantine` best; only those named in
+    /// [`Options::byzantine_rule_names`] when it names any.
     pub fn byzantine_rules(&self, byzantine: usize) -> Vec<Rule> {
-        vec![
+        let chosen = |rule: &Rule| {
+            let text = rule.to_string();
+            let name = text.split(':').next().unwrap_or_default();
+            self.byzantine_rule_names.is_empty()
+                || self.byzantine_rule_names.iter().any(|n| n == name)
+        };
+        let all = [
             Rule::FedAvg,
             Rule::Median,
             Rule::TrimmedMean { trim: 0.2 },
@@ -177,7 +189,8 @@ impl Options {
                 f: byzantine,
                 m: self.orgs.saturating_sub(byzantine).max(1),
             },
-        ]
+        ];
+        all.into_iter().filter(chosen).collect()
     }
 
     fn campaign(&self, rule: Rule, track: bool) -> campaign::Settings {

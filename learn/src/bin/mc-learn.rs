@@ -83,6 +83,10 @@ struct FederatedArgs {
     /// Fraction of Byzantine participants (0 skips the Byzantine runs).
     #[arg(long, default_value_t = Options::default().byzantine_fraction)]
     byzantine_fraction: f64,
+    /// Run the Byzantine runs for this rule only (fedavg, median,
+    /// trimmed-mean, multi-krum); repeat for several; all when left out.
+    #[arg(long = "byzantine-rule", value_parser = ["fedavg", "median", "trimmed-mean", "multi-krum"])]
+    byzantine_rules: Vec<String>,
     /// s of the sign-flip attack: w' = base − s·(w − base).
     #[arg(long, default_value_t = Options::default().flip_scale)]
     flip_scale: f32,
@@ -154,6 +158,7 @@ fn federated(a: FederatedArgs) -> Result<()> {
         drift_correction: a.drift_correction,
         max_update_norm: a.max_update_norm,
         byzantine_fraction: a.byzantine_fraction,
+        byzantine_rule_names: a.byzantine_rules,
         flip_scale: a.flip_scale,
         scale_factor: a.scale_factor,
         offer_order: match a.offer_order {
