@@ -339,6 +339,10 @@ pub struct RuleRobustness {
     pub rule: Rule,
     /// No attacker (the Byzantine participants train honestly).
     pub clean: RunSummary,
+    /// The honest participants alone, the Byzantine ones absent (robust
+    /// rules only): the best a rule can do once it has discarded the
+    /// attackers, whose rows it then cannot learn from either.
+    pub absent: Option<RunSummary>,
     /// Under each attack, in [`Options::attacks`] order.
     pub attacked: Vec<(Attack, RunSummary)>,
 }
@@ -540,6 +544,23 @@ fn byzantine_runs(
             "byzantine: {rule}, clean: honest mean R² {:.4}, min {:.4}",
             clean.mean_r2, clean.min_r2
         ));
+        let absent = if rule == Rule::FedAvg {
+            None
+        } else {
+            progress(&format!("byzantine: {rule}, without {}", names.join(", ")));
+            let s = summarise(&campaign::run(
+                schema,
+                &honest,
+                &opts.campaign(rule, false),
+                None,
+                progress,
+            )?)?;
+            progress(&format!(
+                "byzantine: {rule}, without them: honest mean R² {:.4}, min {:.4}",
+                s.mean_r2, s.min_r2
+            ));
+            Some(s)
+        };
         let mut attacked = Vec::new();
         for attack in opts.attacks() {
             progress(&format!(
@@ -569,6 +590,7 @@ fn byzantine_runs(
         rules.push(RuleRobustness {
             rule,
             clean,
+            absent,
             attacked,
         });
     }

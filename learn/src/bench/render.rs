@@ -148,7 +148,11 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             .first()
             .map(|rule| rule.attacked.iter().map(|(a, _)| a.label()).collect())
             .unwrap_or_default();
-        write!(out, "{:<20} | {:>17}", "rule", "clean mean/min")?;
+        write!(
+            out,
+            "{:<20} | {:>17} | {:>17}",
+            "rule", "clean mean/min", "absent mean/min"
+        )?;
         for label in &labels {
             write!(out, " | {:>32}", format!("{label}: mean/min (drop)"))?;
         }
@@ -161,6 +165,10 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
                 r2(rule.clean.mean_r2),
                 r2(rule.clean.min_r2)
             )?;
+            match &rule.absent {
+                Some(a) => write!(out, " | {:>8}/{:<8}", r2(a.mean_r2), r2(a.min_r2))?,
+                None => write!(out, " | {:>17}", "")?,
+            }
             for (_, s) in &rule.attacked {
                 write!(
                     out,

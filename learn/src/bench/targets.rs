@@ -15,7 +15,11 @@
 //!   run far *better* than the clean one shows run-to-run noise, not
 //!   robustness); and plain FedAvg degrades
 //!   visibly, which we take to mean a drop of at least 0.1 (five times the
-//!   tolerance) under every attack.
+//!   tolerance) under every attack;
+//! - **(d, against the attackers' absence)** the same tolerance, measured
+//!   against the same rule's run with the Byzantine participants left out
+//!   altogether: a rule that discards the attackers also loses their honest
+//!   rows, which the comparison with the clean run counts as damage.
 
 use mc_learn_core::aggregate::Rule;
 use serde::Serialize;
@@ -152,7 +156,8 @@ pub(super) fn signed(v: f64) -> String {
 }
 
 fn robustness(b: &ByzantineReport) -> Vec<Check> {
-    b.rules
+    let mut checks: Vec<Check> = b
+        .rules
         .iter()
         .map(|r| {
             let drops: Vec<(String, f64)> = r
@@ -188,5 +193,84 @@ fn robustness(b: &ByzantineReport) -> Vec<Check> {
                 }
             }
         })
-        .collect()
+        .collect();
+    checks.extend(b.rules.iter().filter_map(|r| {
+        let absent = r.absent.as_ref()?;
+        let drops: Vec<(String, f64)> = r
+            .attacked
+            .iter()
+            .map(|(attack, s)| (attack.label(), absent.mean_r2 - s.mean_r2))
+            .collect();
+        Some(Check {
+            id: format!(
+                "d-{}-vs-absent",
+                r.rule.to_string().split(':').next().unwrap_or("rule")
+            ),
+            criterion: format!(
+                "{} stays within {ROBUST_TOLERANCE} mean honest R² of the run without the Byzantine participants under attack",
+                r.rule
+            ),
+            passed: drops.iter().all(|(_, d)| d.abs() <= ROBUST_TOLERANCE),
+            detail: drops
+                .iter()
+                .map(|(label, d)| format!("{label}: drop {}", signed(*d)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }));
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::campaign::Attack;
+    use crate::bench::{RuleRobustness, RunSummary};
+
+    fn run(mean_r2: f64) -> RunSummary {
+        RunSummary {
+            mean_r2,
+            min_r2: mean_r2,
+            mean_mae: 1.0,
+            model_hash: String::new(),
+            rejections: Default::default(),
+            byzantine_offered: 0,
+            byzantine_accepted: 0,
+        }
+    }
+
+    #[test]
+    fn robust_rules_are_checked_against_the_clean_run_and_the_attackers_absence() {
+        let attacked = |a: f64, b: f64| {
+            vec![
+                (Attack::SignFlip { scale: 4.0 }, run(a)),
+                (Attack::Scale { factor: 10.0 }, run(b)),
+            ]
+        };
+        let report = ByzantineReport {
+            participants: vec!["org-04".into()],
+            rules: vec![
+                RuleRobustness {
+                    rule: Rule::FedAvg,
+                    clean: run(0.9),
+                    absent: None,
+                    attacked: attacked(-5.0, f64::NAN),
+                },
+                RuleRobustness {
+                    rule: Rule::MultiKrum { f: 1, m: 3 },
+                    // Losing the attackers' rows costs 0.05; their updates
+                    // cost nothing more.
+                    clean: run(0.95),
+                    absent: Some(run(0.90)),
+                    attacked: attacked(0.90, 0.91),
+                },
+            ],
+        };
+        let checks = robustness(&report);
+        let by_id = |id: &str| checks.iter().find(|c| c.id == id).unwrap();
+        assert!(by_id("d-fedavg").passed, "a NaN counts as degraded");
+        assert!(!by_id("d-multi-krum").passed, "0.05 below the clean run");
+        assert!(by_id("d-multi-krum-vs-absent").passed);
+        assert_eq!(checks.len(), 3, "no absence check for FedAvg");
+    }
 }
