@@ -55,6 +55,10 @@ fn tiny_benchmark_reports_every_part() {
     assert_eq!(rules, opts.byzantine_rules(1));
     for rule in &byzantine.rules {
         assert_eq!(rule.clean.byzantine_offered, 0);
+        // Without the attacker: every robust rule but Multi-Krum (f = 1
+        // needs 4 updates, 3 are honest).
+        let absent_expected = matches!(rule.rule, Rule::Median | Rule::TrimmedMean { .. });
+        assert_eq!(rule.absent.is_some(), absent_expected, "{}", rule.rule);
         assert_eq!(rule.attacked.len(), 2);
         for (attack, run) in &rule.attacked {
             assert_eq!(run.byzantine_offered, 2, "{} {attack:?}", rule.rule);
@@ -83,7 +87,9 @@ fn tiny_benchmark_reports_every_part() {
             "d-fedavg",
             "d-median",
             "d-trimmed-mean",
-            "d-multi-krum"
+            "d-multi-krum",
+            "d-median-vs-absent",
+            "d-trimmed-mean-vs-absent"
         ]
     );
     let text = bench::render::render(&report);

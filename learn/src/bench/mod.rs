@@ -548,18 +548,27 @@ fn byzantine_runs(
             None
         } else {
             progress(&format!("byzantine: {rule}, without {}", names.join(", ")));
-            let s = summarise(&campaign::run(
-                schema,
-                &honest,
-                &opts.campaign(rule, false),
-                None,
-                progress,
-            )?)?;
-            progress(&format!(
-                "byzantine: {rule}, without them: honest mean R² {:.4}, min {:.4}",
-                s.mean_r2, s.min_r2
-            ));
-            Some(s)
+            match campaign::run(schema, &honest, &opts.campaign(rule, false), None, progress) {
+                Ok(run) => {
+                    let s = summarise(&run)?;
+                    progress(&format!(
+                        "byzantine: {rule}, without them: honest mean R² {:.4}, min {:.4}",
+                        s.mean_r2, s.min_r2
+                    ));
+                    Some(s)
+                }
+                // Multi-Krum needs f + 3 updates; the honest ones alone
+                // may be fewer.
+                Err(BenchError::Aggregate(AggregateError::TooFewUpdates {
+                    needed, got, ..
+                })) => {
+                    progress(&format!(
+                        "byzantine: {rule}, without them: not run ({got} participants, the rule needs {needed})"
+                    ));
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         };
         let mut attacked = Vec::new();
         for attack in opts.attacks() {

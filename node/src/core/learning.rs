@@ -145,7 +145,7 @@ pub struct CampaignRequest {
     /// Learning rate of round 1; `None` for [`DEFAULT_CAMPAIGN_LR`].
     pub learning_rate: Option<f64>,
     /// Drift correction; `None` for the rule's default
-    /// ([`mc_learn_core::drift::default_for`]: on under FedAvg only).
+    /// ([`mc_learn_core::drift::default_for`]: on under every rule).
     pub drift_correction: Option<bool>,
     /// Participants with their keys.
     pub participants: Vec<Participant>,
