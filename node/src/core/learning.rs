@@ -1461,7 +1461,11 @@ mod tests {
         let mut robust = request(Rule::Median);
         robust.drift_correction = None;
         let (_, spec) = learning.declare(robust, &NodeId::new("n0"), 0, 1).unwrap();
-        assert!(!spec.drift_correction, "off under a robust rule");
+        assert!(spec.drift_correction, "on under a robust rule too");
+        let mut off = request(Rule::Median);
+        off.drift_correction = Some(false);
+        let (_, spec) = learning.declare(off, &NodeId::new("n0"), 0, 1).unwrap();
+        assert!(!spec.drift_correction, "a declaration can turn it off");
     }
 
     /// The job's correction (`None` for none).
