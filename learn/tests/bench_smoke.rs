@@ -132,6 +132,7 @@ fn federated_model_is_independent_of_offer_order_and_threads() {
                 // Round 2 trains with a correction: it too must not
                 // depend on arrival order or thread count.
                 drift_correction: true,
+                byzantine_skip_correction: false,
                 max_update_norm: 1_000.0,
                 seed: 5,
                 offer_order,
@@ -169,6 +170,7 @@ fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
         },
         rule: Rule::FedAvg,
         drift_correction: false,
+        byzantine_skip_correction: false,
         max_update_norm: f64::MAX,
         seed: 5,
         offer_order: campaign::OfferOrder::Forward,
@@ -202,4 +204,46 @@ fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
     assert_eq!(run.byzantine_accepted, 0);
     assert_eq!(run.rejections.get("norm_too_large"), Some(&2));
     assert_eq!(run.rounds[0].accepted + run.rounds[0].rejected, 4);
+}
+
+#[test]
+fn attackers_that_skip_their_correction_train_differently() {
+    mc_learn::tch::set_num_threads(1);
+    let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
+    let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
+    let follow = campaign::Settings {
+        rounds: 3,
+        local_epochs: 1,
+        train: mc_learn::TrainConfig {
+            device: Device::Cpu,
+            ..Default::default()
+        },
+        rule: Rule::Median,
+        drift_correction: true,
+        byzantine_skip_correction: false,
+        max_update_norm: f64::MAX,
+        seed: 5,
+        offer_order: campaign::OfferOrder::Forward,
+        jobs: 1,
+        track: false,
+    };
+    let skip = campaign::Settings {
+        byzantine_skip_correction: true,
+        ..follow.clone()
+    };
+    let attack = Some((campaign::Attack::SignFlip { scale: 4.0 }, &[3][..]));
+    let run = |s: &campaign::Settings| {
+        campaign::run(&schema, &orgs, s, attack, &mut |_| {})
+            .unwrap()
+            .model_hash
+    };
+    // From round 2 on the attacker has a correction to follow or skip.
+    assert_ne!(run(&follow), run(&skip));
+    // Without attackers the flag changes nothing.
+    let clean = |s: &campaign::Settings| {
+        campaign::run(&schema, &orgs, s, None, &mut |_| {})
+            .unwrap()
+            .model_hash
+    };
+    assert_eq!(clean(&follow), clean(&skip));
 }

@@ -75,6 +75,10 @@ pub struct Settings {
     pub rule: Rule,
     /// Correct client drift with control variates ([`mc_learn_core::drift`]).
     pub drift_correction: bool,
+    /// Byzantine participants train without the drift correction the
+    /// protocol gives them (they then corrupt that uncorrected update), so
+    /// their own variates cannot drive their updates past the norm bound.
+    pub byzantine_skip_correction: bool,
     /// Bound on `‖update − base‖₂` in the model rounds.
     pub max_update_norm: f64,
     /// The campaign seed: initial weights, local shuffling and the
@@ -271,7 +275,12 @@ pub fn run(
         let started = Instant::now();
         let corrections: Vec<Option<Vec<f32>>> = authors
             .iter()
-            .map(|author| {
+            .enumerate()
+            .map(|(i, author)| {
+                let attacker = attack.is_some_and(|(_, who)| who.contains(&i));
+                if attacker && settings.byzantine_skip_correction {
+                    return None;
+                }
                 controls
                     .as_ref()
                     .and_then(|c| c.step_correction(author, plan.learning_rate))

@@ -104,6 +104,9 @@ pub struct Options {
     /// `None` for each rule's campaign default
     /// ([`mc_learn_core::drift::default_for`]).
     pub drift_correction: Option<bool>,
+    /// Byzantine participants skip the drift correction they are given
+    /// ([`campaign::Settings::byzantine_skip_correction`]).
+    pub byzantine_skip_correction: bool,
     /// Bound on `‖update − base‖₂`.
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
@@ -144,6 +147,7 @@ impl Default for Options {
             baseline_epochs: TrainConfig::default().epochs,
             rule: Rule::FedAvg,
             drift_correction: None,
+            byzantine_skip_correction: false,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
             byzantine_rule_names: Vec::new(),
@@ -207,6 +211,7 @@ impl Options {
             drift_correction: self
                 .drift_correction
                 .unwrap_or(mc_learn_core::drift::default_for(rule)),
+            byzantine_skip_correction: self.byzantine_skip_correction,
             max_update_norm: self.max_update_norm,
             seed: self.seed,
             offer_order: self.offer_order,

@@ -93,6 +93,10 @@ struct FederatedArgs {
     /// k of the scaling attack: w' = base + k·(w − base).
     #[arg(long, default_value_t = Options::default().scale_factor)]
     scale_factor: f32,
+    /// Byzantine participants train without the drift correction they are
+    /// given before corrupting their update.
+    #[arg(long)]
+    byzantine_skip_correction: bool,
     /// Bound on ‖update − base‖₂ (the node's default).
     #[arg(long, default_value_t = Options::default().max_update_norm)]
     max_update_norm: f64,
@@ -159,6 +163,7 @@ fn federated(a: FederatedArgs) -> Result<()> {
         max_update_norm: a.max_update_norm,
         byzantine_fraction: a.byzantine_fraction,
         byzantine_rule_names: a.byzantine_rules,
+        byzantine_skip_correction: a.byzantine_skip_correction,
         flip_scale: a.flip_scale,
         scale_factor: a.scale_factor,
         offer_order: match a.offer_order {
