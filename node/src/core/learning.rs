@@ -145,7 +145,7 @@ pub struct CampaignRequest {
     /// Learning rate of round 1; `None` for [`DEFAULT_CAMPAIGN_LR`].
     pub learning_rate: Option<f64>,
     /// Drift correction; `None` for the rule's default
-    /// ([`mc_learn_core::drift::default_for`]: on under every rule).
+    /// ([`mc_learn_core::drift::default_for`]: on under FedAvg and Multi-Krum).
     pub drift_correction: Option<bool>,
     /// Participants with their keys.
     pub participants: Vec<Participant>,
@@ -1461,11 +1461,11 @@ mod tests {
         let mut robust = request(Rule::Median);
         robust.drift_correction = None;
         let (_, spec) = learning.declare(robust, &NodeId::new("n0"), 0, 1).unwrap();
-        assert!(spec.drift_correction, "on under a robust rule too");
-        let mut off = request(Rule::Median);
-        off.drift_correction = Some(false);
-        let (_, spec) = learning.declare(off, &NodeId::new("n0"), 0, 1).unwrap();
-        assert!(!spec.drift_correction, "a declaration can turn it off");
+        assert!(!spec.drift_correction, "off under the median");
+        let mut on = request(Rule::Median);
+        on.drift_correction = Some(true);
+        let (_, spec) = learning.declare(on, &NodeId::new("n0"), 0, 1).unwrap();
+        assert!(spec.drift_correction, "a declaration can turn it on");
     }
 
     /// The job's correction (`None` for none).
