@@ -156,27 +156,32 @@ fn federated_model_is_independent_of_offer_order_and_threads() {
     }
 }
 
-#[test]
-fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
-    mc_learn::tch::set_num_threads(1);
-    let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
-    let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
-    let honest = campaign::Settings {
-        rounds: 1,
+/// A small campaign on the CPU: one local epoch, no norm bound, seed 5.
+fn settings(rounds: u32, rule: Rule, drift_correction: bool) -> campaign::Settings {
+    campaign::Settings {
+        rounds,
         local_epochs: 1,
         train: mc_learn::TrainConfig {
             device: Device::Cpu,
             ..Default::default()
         },
-        rule: Rule::FedAvg,
-        drift_correction: false,
+        rule,
+        drift_correction,
         byzantine_skip_correction: false,
         max_update_norm: f64::MAX,
         seed: 5,
         offer_order: campaign::OfferOrder::Forward,
         jobs: 1,
         track: false,
-    };
+    }
+}
+
+#[test]
+fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
+    mc_learn::tch::set_num_threads(1);
+    let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
+    let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
+    let honest = settings(1, Rule::FedAvg, false);
     // Measure how far one honest round moves the model, then bound the
     // update norm at 20 times that: honest updates pass, 1000× ones cannot.
     let base = mc_learn_core::init::init_weights(&schema, 5);
@@ -211,22 +216,7 @@ fn attackers_that_skip_their_correction_train_differently() {
     mc_learn::tch::set_num_threads(1);
     let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
     let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
-    let follow = campaign::Settings {
-        rounds: 3,
-        local_epochs: 1,
-        train: mc_learn::TrainConfig {
-            device: Device::Cpu,
-            ..Default::default()
-        },
-        rule: Rule::Median,
-        drift_correction: true,
-        byzantine_skip_correction: false,
-        max_update_norm: f64::MAX,
-        seed: 5,
-        offer_order: campaign::OfferOrder::Forward,
-        jobs: 1,
-        track: false,
-    };
+    let follow = settings(3, Rule::Median, true);
     let skip = campaign::Settings {
         byzantine_skip_correction: true,
         ..follow.clone()

@@ -180,10 +180,8 @@ impl Options {
     /// [`Options::byzantine_rule_names`] when it names any.
     pub fn byzantine_rules(&self, byzantine: usize) -> Vec<Rule> {
         let chosen = |rule: &Rule| {
-            let text = rule.to_string();
-            let name = text.split(':').next().unwrap_or_default();
             self.byzantine_rule_names.is_empty()
-                || self.byzantine_rule_names.iter().any(|n| n == name)
+                || self.byzantine_rule_names.contains(&rule_name(*rule))
         };
         let all = [
             Rule::FedAvg,
@@ -612,6 +610,15 @@ fn byzantine_runs(
         participants: names,
         rules,
     })
+}
+
+/// A rule's name without its parameters (`median`, `multi-krum`, …).
+pub(crate) fn rule_name(rule: Rule) -> String {
+    let text = rule.to_string();
+    match text.split_once(':') {
+        Some((name, _)) => name.to_owned(),
+        None => text,
+    }
 }
 
 /// The global model of a finished campaign.

@@ -24,7 +24,7 @@
 use mc_learn_core::aggregate::Rule;
 use serde::Serialize;
 
-use super::{ByzantineReport, OrgReport};
+use super::{ByzantineReport, OrgReport, RuleRobustness, rule_name};
 
 /// R² the federated model must reach on every organisation.
 pub const MIN_R2: f64 = 0.85;
@@ -155,21 +155,33 @@ pub(super) fn signed(v: f64) -> String {
     }
 }
 
+/// Each attack's label and the mean honest R² it cost against `reference`.
+fn drops(r: &RuleRobustness, reference: f64) -> Vec<(String, f64)> {
+    r.attacked
+        .iter()
+        .map(|(attack, s)| (attack.label(), reference - s.mean_r2))
+        .collect()
+}
+
+fn detail(drops: &[(String, f64)]) -> String {
+    drops
+        .iter()
+        .map(|(label, d)| format!("{label}: drop {}", signed(*d)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Within the tolerance either way; NaN fails.
+fn within_tolerance(drops: &[(String, f64)]) -> bool {
+    drops.iter().all(|(_, d)| d.abs() <= ROBUST_TOLERANCE)
+}
+
 fn robustness(b: &ByzantineReport) -> Vec<Check> {
     let mut checks: Vec<Check> = b
         .rules
         .iter()
         .map(|r| {
-            let drops: Vec<(String, f64)> = r
-                .attacked
-                .iter()
-                .map(|(attack, s)| (attack.label(), r.clean.mean_r2 - s.mean_r2))
-                .collect();
-            let detail = drops
-                .iter()
-                .map(|(label, d)| format!("{label}: drop {}", signed(*d)))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let drops = drops(r, r.clean.mean_r2);
             if r.rule == Rule::FedAvg {
                 Check {
                     id: "d-fedavg".into(),
@@ -178,44 +190,31 @@ fn robustness(b: &ByzantineReport) -> Vec<Check> {
                     ),
                     // A NaN (a model that blew up) counts as degraded.
                     passed: drops.iter().all(|(_, d)| d.is_nan() || *d >= VISIBLE_DROP),
-                    detail,
+                    detail: detail(&drops),
                 }
             } else {
                 Check {
-                    id: format!("d-{}", r.rule.to_string().split(':').next().unwrap_or("rule")),
+                    id: format!("d-{}", rule_name(r.rule)),
                     criterion: format!(
                         "{} stays within {ROBUST_TOLERANCE} mean honest R² of its clean run under attack",
                         r.rule
                     ),
-                    // Within the tolerance either way; NaN fails.
-                    passed: drops.iter().all(|(_, d)| d.abs() <= ROBUST_TOLERANCE),
-                    detail,
+                    passed: within_tolerance(&drops),
+                    detail: detail(&drops),
                 }
             }
         })
         .collect();
     checks.extend(b.rules.iter().filter_map(|r| {
-        let absent = r.absent.as_ref()?;
-        let drops: Vec<(String, f64)> = r
-            .attacked
-            .iter()
-            .map(|(attack, s)| (attack.label(), absent.mean_r2 - s.mean_r2))
-            .collect();
+        let drops = drops(r, r.absent.as_ref()?.mean_r2);
         Some(Check {
-            id: format!(
-                "d-{}-vs-absent",
-                r.rule.to_string().split(':').next().unwrap_or("rule")
-            ),
+            id: format!("d-{}-vs-absent", rule_name(r.rule)),
             criterion: format!(
                 "{} stays within {ROBUST_TOLERANCE} mean honest R² of the run without the Byzantine participants under attack",
                 r.rule
             ),
-            passed: drops.iter().all(|(_, d)| d.abs() <= ROBUST_TOLERANCE),
-            detail: drops
-                .iter()
-                .map(|(label, d)| format!("{label}: drop {}", signed(*d)))
-                .collect::<Vec<_>>()
-                .join("; "),
+            passed: within_tolerance(&drops),
+            detail: detail(&drops),
         })
     }));
     checks
@@ -224,8 +223,8 @@ fn robustness(b: &ByzantineReport) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::RunSummary;
     use crate::bench::campaign::Attack;
-    use crate::bench::{RuleRobustness, RunSummary};
 
     fn run(mean_r2: f64) -> RunSummary {
         RunSummary {
