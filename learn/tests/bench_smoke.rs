@@ -33,7 +33,8 @@ fn tiny_benchmark_reports_every_part() {
     assert_eq!(report.orgs.len(), 4);
     for org in &report.orgs {
         assert_eq!((org.rows, org.train_rows, org.test_rows), (200, 160, 40));
-        for s in [org.local, org.central, org.federated] {
+        let personalised = org.personalised.expect("personalised by default");
+        for s in [org.local, org.central, org.federated, personalised] {
             assert!(
                 s.r2.is_finite() && s.mae.is_finite() && s.mae >= 0.0,
                 "{org:?}"
@@ -84,6 +85,10 @@ fn tiny_benchmark_reports_every_part() {
             "b",
             "c1",
             "c2",
+            "a-personalised",
+            "b-personalised",
+            "c1-personalised",
+            "c2-personalised",
             "d-fedavg",
             "d-median",
             "d-trimmed-mean",

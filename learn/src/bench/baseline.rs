@@ -6,7 +6,7 @@ use rand::{SeedableRng, rngs::ChaCha8Rng};
 use serde::Serialize;
 
 use super::{BenchError, data::Org};
-use crate::{Model, Normaliser, Scores, TrainConfig, custom};
+use crate::{Model, Normaliser, Scores, TrainConfig, custom, transfer};
 
 /// R² and MAE of one model on one organisation's test rows.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -60,6 +60,44 @@ pub fn local_only(
             progress(&format!(
                 "  {}: {} training rows, R² {:.3}, MAE {:.2}",
                 org.name, report.train_rows, score.r2, score.mae
+            ));
+            Ok(score)
+        })
+        .collect()
+}
+
+/// Personalised: every organisation fine-tunes `federated`'s last
+/// `layers` layers on its own training rows with `cfg`
+/// ([`transfer::fine_tune`], what `mc-node learn transfer` runs), and is
+/// scored on its own test rows.
+pub fn personalised(
+    federated: &Model,
+    orgs: &[Org],
+    layers: usize,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Score>, BenchError> {
+    orgs.iter()
+        .map(|org| {
+            let mut data = org.train.clone();
+            data.extend(&org.test);
+            let report = transfer::fine_tune(
+                federated,
+                &data,
+                layers,
+                &transfer::Options {
+                    train: *cfg,
+                    train_fraction: org.train.len() as f64 / data.len() as f64,
+                },
+            )?;
+            debug_assert_eq!(report.train_rows, org.train.len());
+            let (score, base) = (
+                Score::of(report.fine_tuned.scores),
+                Score::of(report.base.scores),
+            );
+            progress(&format!(
+                "  {}: R² {:.3}, MAE {:.2} (the federated model as it is: R² {:.3}, MAE {:.2})",
+                org.name, score.r2, score.mae, base.r2, base.mae
             ));
             Ok(score)
         })

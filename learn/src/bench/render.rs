@@ -23,7 +23,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         out,
         "federated: {}, {} rounds × {} local epochs, batch {}, lr {}, drift correction {}, \
-         max update norm {}; local-only and central: {} epochs, TrainConfig defaults",
+         max update norm {}; local-only and central: {} epochs, TrainConfig defaults; \
+         personalised: the federated model's last {} layers retrained by each organisation",
         o.rule,
         o.rounds,
         o.local_epochs,
@@ -31,7 +32,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         o.learning_rate,
         super::on_off(o.drift_correction, o.rule),
         o.max_update_norm,
-        o.baseline_epochs
+        o.baseline_epochs,
+        o.personalise_layers
     )?;
     writeln!(
         out,
@@ -42,7 +44,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<8} {:>5} {:>5} {:>4} | {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7} | {:>9}",
+        "{:<8} {:>5} {:>5} {:>4} | {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7} | {:>9} | {:>7} {:>7} | {:>9}",
         "org",
         "rows",
         "train",
@@ -53,12 +55,15 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         "MAE",
         "fed R²",
         "MAE",
-        "fed/local"
+        "fed/local",
+        "pers R²",
+        "MAE",
+        "pers/local"
     )?;
     for org in &r.orgs {
         writeln!(
             out,
-            "{:<8} {:>5} {:>5} {:>4} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>+8.1}%{}",
+            "{:<8} {:>5} {:>5} {:>4} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>+8.1}% | {}{}",
             org.name,
             org.rows,
             org.train_rows,
@@ -70,6 +75,15 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             org.federated.r2,
             org.federated.mae,
             (org.federated.mae / org.local.mae - 1.0) * 100.0,
+            match org.personalised {
+                Some(p) => format!(
+                    "{:>7.3} {:>7.2} | {:>+8.1}%",
+                    p.r2,
+                    p.mae,
+                    (p.mae / org.local.mae - 1.0) * 100.0
+                ),
+                None => format!("{:>7} {:>7} | {:>9}", "-", "-", "-"),
+            },
             if org.byzantine {
                 "  (byzantine in d)"
             } else {
@@ -81,27 +95,46 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     let mean = |f: &dyn Fn(&super::OrgReport) -> f64| r.orgs.iter().map(f).sum::<f64>() / n;
     let min =
         |f: &dyn Fn(&super::OrgReport) -> f64| r.orgs.iter().map(f).fold(f64::INFINITY, f64::min);
+    let personalised = r.orgs.iter().all(|o| o.personalised.is_some());
+    let pers =
+        |f: fn(super::Score) -> f64| move |o: &super::OrgReport| o.personalised.map_or(f64::NAN, f);
     writeln!(
         out,
-        "{:<26} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} |",
+        "{:<26} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>7.3} {:>7.2} | {:>9} | {}",
         "mean",
         mean(&|o| o.local.r2),
         mean(&|o| o.local.mae),
         mean(&|o| o.central.r2),
         mean(&|o| o.central.mae),
         mean(&|o| o.federated.r2),
-        mean(&|o| o.federated.mae)
+        mean(&|o| o.federated.mae),
+        "",
+        if personalised {
+            format!(
+                "{:>7.3} {:>7.2} |",
+                mean(&pers(|s| s.r2)),
+                mean(&pers(|s| s.mae))
+            )
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,
-        "{:<26} | {:>7.3} {:>7} | {:>7.3} {:>7} | {:>7.3} {:>7} |",
+        "{:<26} | {:>7.3} {:>7} | {:>7.3} {:>7} | {:>7.3} {:>7} | {:>9} | {}",
         "min",
         min(&|o| o.local.r2),
         "",
         min(&|o| o.central.r2),
         "",
         min(&|o| o.federated.r2),
-        ""
+        "",
+        "",
+        if personalised {
+            format!("{:>7.3} {:>7} |", min(&pers(|s| s.r2)), "")
+        } else {
+            String::new()
+        }
     )?;
 
     let rounds = &r.federated.rounds;
@@ -200,8 +233,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         out,
         "wall time: data {:.1} s, local-only {:.1} s, central {:.1} s, federated {:.1} s, \
-         byzantine {:.1} s, total {:.1} s",
-        w.data, w.local_only, w.central, w.federated, w.byzantine, w.total
+         personalised {:.1} s, byzantine {:.1} s, total {:.1} s",
+        w.data, w.local_only, w.central, w.federated, w.personalised, w.byzantine, w.total
     )
 }
 

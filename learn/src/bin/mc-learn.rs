@@ -80,6 +80,10 @@ struct FederatedArgs {
     /// Epochs of the local-only and central models.
     #[arg(long, default_value_t = Options::default().baseline_epochs)]
     baseline_epochs: usize,
+    /// Layers, the last ones, each organisation retrains when personalising
+    /// the federated model on its own rows (0 skips personalisation).
+    #[arg(long, default_value_t = Options::default().personalise_layers)]
+    personalise_layers: usize,
     /// Fraction of Byzantine participants (0 skips the Byzantine runs).
     #[arg(long, default_value_t = Options::default().byzantine_fraction)]
     byzantine_fraction: f64,
@@ -158,6 +162,7 @@ fn federated(a: FederatedArgs) -> Result<()> {
         batch_size: a.batch_size,
         learning_rate: a.learning_rate,
         baseline_epochs: a.baseline_epochs,
+        personalise_layers: a.personalise_layers,
         rule: a.rule,
         drift_correction: a.drift_correction,
         max_update_norm: a.max_update_norm,
