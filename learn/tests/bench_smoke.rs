@@ -111,6 +111,37 @@ fn tiny_benchmark_reports_every_part() {
 }
 
 #[test]
+fn personalising_can_be_skipped_and_a_bad_layer_count_is_an_error() {
+    let opts = Options {
+        byzantine_fraction: 0.0,
+        personalise_layers: 0,
+        ..tiny()
+    };
+    let report = bench::federated(&opts, &mut |_| {}).unwrap();
+    assert!(report.orgs.iter().all(|o| o.personalised.is_none()));
+    let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c1", "c2"]);
+    assert!(bench::render::render(&report).contains("  -       -"));
+
+    // The built-in models have three layers.
+    let too_many = Options {
+        personalise_layers: 4,
+        ..opts
+    };
+    let err = bench::federated(&too_many, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            bench::BenchError::BadPersonalisation {
+                asked: 4,
+                layers: 3
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn federated_model_is_independent_of_offer_order_and_threads() {
     let opts = tiny();
     let schema = mc_learn_core::schema::builtin_named("latency").unwrap();

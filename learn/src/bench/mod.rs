@@ -262,6 +262,14 @@ pub enum BenchError {
     /// An option is out of range.
     #[error("bad options: {0}")]
     BadOptions(&'static str),
+    /// Personalising would retrain more layers than the model has.
+    #[error("cannot personalise the last {asked} layers of a model with {layers}")]
+    BadPersonalisation {
+        /// Layers asked for.
+        asked: usize,
+        /// Layers the model has.
+        layers: usize,
+    },
     /// An organisation's split leaves no training or no test rows.
     #[error("{org}: {rows} rows leave no training or no test rows")]
     EmptySplit {
@@ -438,6 +446,13 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
     let schema = schema::builtin_named(&opts.model)
         .filter(|s| s.task == mc_learn_core::Task::Regression)
         .ok_or_else(|| BenchError::UnknownModel(opts.model.clone()))?;
+    let layers = schema.layer_sizes().len() - 1;
+    if opts.personalise_layers > layers {
+        return Err(BenchError::BadPersonalisation {
+            asked: opts.personalise_layers,
+            layers,
+        });
+    }
     // Wall times are measurements reported to people, nothing more.
     let started = Instant::now();
     let mut wall = WallTimes::default();
