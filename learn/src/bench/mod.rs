@@ -82,7 +82,8 @@ pub const CAMPAIGN_LR: f64 = mc_learn_core::plan::DEFAULT_LEARNING_RATE;
 pub const DEFAULT_MAX_UPDATE_NORM: f64 = 1_000.0;
 
 /// Layers the benchmark's organisations retrain when personalising. On
-/// seed 1 (60 rounds; global model: mean held-out MAE 12.9), fine-tuning
+/// seed 1 (60 rounds, full-strength drift correction; global model: mean
+/// held-out MAE 12.9), fine-tuning
 /// for 20 epochs the last of the built-in models' three layers gave 9.5,
 /// the last two 7.8, all three 7.4; the last two for 40 epochs (the
 /// default) 7.4. The first layer, learnt from every organisation, is kept

@@ -1541,8 +1541,10 @@ mod tests {
             "FedAvg moved the model by +0.01"
         );
         // Node 0 went further than the federation: its steps are pulled
-        // back, by 0.02 over the round's steps at round 1's rate.
-        let per_step = -0.02 / f64::from(plan1.steps) * plan2.learning_rate / plan1.learning_rate;
+        // back, by 0.02 over the round's steps at round 1's rate, at the
+        // correction's strength α.
+        let per_step = -0.02 / f64::from(plan1.steps) * plan2.learning_rate / plan1.learning_rate
+            * mc_learn_core::drift::STRENGTH;
         assert!(
             correction
                 .iter()
