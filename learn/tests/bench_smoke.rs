@@ -212,11 +212,17 @@ fn settings(rounds: u32, rule: Rule, drift_correction: bool) -> campaign::Settin
     }
 }
 
-#[test]
-fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
+/// The `latency` model and four organisations of 200 rows (data seed 3).
+fn tiny_consortium() -> (mc_learn_core::ModelSchema, Vec<data::Org>) {
     mc_learn::tch::set_num_threads(1);
     let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
     let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
+    (schema, orgs)
+}
+
+#[test]
+fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
+    let (schema, orgs) = tiny_consortium();
     let honest = settings(1, Rule::FedAvg, false);
     // Measure how far one honest round moves the model, then bound the
     // update norm at 20 times that: honest updates pass, 1000× ones cannot.
@@ -249,9 +255,7 @@ fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
 
 #[test]
 fn attackers_that_skip_their_correction_train_differently() {
-    mc_learn::tch::set_num_threads(1);
-    let schema = mc_learn_core::schema::builtin_named("latency").unwrap();
-    let orgs = data::consortium(&schema, 4, 3, Some(200), 0.8).unwrap();
+    let (schema, orgs) = tiny_consortium();
     let follow = settings(3, Rule::Median, true);
     let skip = campaign::Settings {
         byzantine_skip_correction: true,

@@ -43,15 +43,14 @@ pub fn local_only(
 ) -> Result<Vec<Score>, BenchError> {
     orgs.iter()
         .map(|org| {
-            let mut data = org.train.clone();
-            data.extend(&org.test);
+            let (data, train_fraction) = org.whole();
             let report = custom::train(
                 schema,
                 &data,
                 &custom::Options {
                     train: *cfg,
                     min_rows: 0,
-                    train_fraction: org.train.len() as f64 / data.len() as f64,
+                    train_fraction,
                     ..custom::Options::default()
                 },
             )?;
@@ -79,15 +78,14 @@ pub fn personalised(
 ) -> Result<Vec<Score>, BenchError> {
     orgs.iter()
         .map(|org| {
-            let mut data = org.train.clone();
-            data.extend(&org.test);
+            let (data, train_fraction) = org.whole();
             let report = transfer::fine_tune(
                 federated,
                 &data,
                 layers,
                 &transfer::Options {
                     train: *cfg,
-                    train_fraction: org.train.len() as f64 / data.len() as f64,
+                    train_fraction,
                 },
             )?;
             debug_assert_eq!(report.train_rows, org.train.len());

@@ -19,6 +19,18 @@ pub struct Org {
     pub test: Dataset,
 }
 
+impl Org {
+    /// All its rows in time order, and the fraction of them that is
+    /// [`Org::train`]: what `custom::train` and `transfer::fine_tune` take
+    /// to split them back the same way.
+    pub fn whole(&self) -> (Dataset, f64) {
+        let mut data = self.train.clone();
+        data.extend(&self.test);
+        let fraction = self.train.len() as f64 / data.len() as f64;
+        (data, fraction)
+    }
+}
+
 /// `n` organisations from [`synth::consortium`], each generated and split
 /// by time at `train_fraction`.
 ///
