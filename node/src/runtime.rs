@@ -120,11 +120,7 @@ impl Learner {
             if let Err(error) = &outcome {
                 tracing::warn!(campaign = %job.campaign, round = job.round, %error, "local work failed");
             }
-            let _ = results.send(core::TrainResult {
-                campaign: job.campaign,
-                round: job.round,
-                outcome,
-            });
+            let _ = results.send(job.result(outcome));
         });
     }
 

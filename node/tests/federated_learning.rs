@@ -16,6 +16,12 @@
 //!   refused (422) and counted; the silent member does not stall the
 //!   campaign, whose rounds close at their deadline. Bad training settings
 //!   (batch size, learning rate) are a clear 400.
+//! - `a_member_killed_mid_campaign_catches_up_after_restart` — one node is
+//!   killed (SIGKILL, by pid) after the first model round; the other two go
+//!   on, closing rounds at their deadline; restarted on its data dir, the
+//!   node sees a majority sign updates on a later round's model, takes that
+//!   state from one of them and finishes the campaign with byte-identical
+//!   weights.
 
 use std::time::Duration;
 
@@ -334,5 +340,70 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
     if let Ok(v) = observer {
         assert_eq!(v["state"], "observing");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_mid_campaign_catches_up_after_restart() -> Result<()> {
+    let mut cluster = common::three_nodes(START).await?;
+    let http = reqwest::Client::new();
+    import_org_data(&cluster, &http).await?;
+    let peers: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.peer_id().to_string())
+        .collect();
+    // Short deadlines: the two survivors close each round without the dead
+    // node after 3 s; enough rounds that they are still running when it
+    // comes back.
+    let body = json!({
+        "model": "latency", "rounds": 16, "local_epochs": 1, "participants": peers,
+        "aggregation": "fedavg", "round_deadline_s": 3.0, "batch_size": 64,
+    });
+    let url = format!("{}/v1/campaigns", base(&cluster, 0));
+    let (status, created) = post(&http, url, serde_json::to_vec(&body)?).await?;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().context("campaign id")?.to_string();
+    let round_of = async |cluster: &Cluster, i: usize| -> Result<u64> {
+        let v = get(&http, format!("{}/v1/campaigns/{id}", base(cluster, i))).await?;
+        Ok(v["current_round"].as_u64().unwrap_or(0))
+    };
+
+    let victim = 2;
+    wait_until("the first model round closed", CAMPAIGN, POLL, async || {
+        Ok(round_of(&cluster, victim).await? >= 2)
+    })
+    .await?;
+    let left_at = round_of(&cluster, victim).await?;
+    cluster.node_mut(victim).kill_hard()?;
+    wait_until(
+        "the survivors two rounds further",
+        CAMPAIGN,
+        POLL,
+        async || Ok(round_of(&cluster, 0).await? >= left_at + 2),
+    )
+    .await?;
+    cluster.node_mut(victim).restart().await?;
+
+    let views = wait_completed(&cluster, &http, &id, &[0, 1, 2]).await?;
+    let caught_up = views[victim]["caught_up"].as_array().context("caught_up")?;
+    assert!(!caught_up.is_empty(), "{}", views[victim]);
+    assert!(
+        caught_up[0]["to_round"].as_u64() > caught_up[0]["from_round"].as_u64(),
+        "{caught_up:?}"
+    );
+    for v in &views {
+        assert_eq!(v["model_hash"], views[0]["model_hash"], "{v}");
+    }
+    let mut weights = Vec::new();
+    for i in 0..3 {
+        let url = format!("{}/v1/models/latency/weights", base(&cluster, i));
+        wait_until("federated version stored", START, POLL, async || {
+            Ok(http.get(&url).send().await?.status().is_success())
+        })
+        .await?;
+        weights.push(http.get(&url).send().await?.bytes().await?.to_vec());
+    }
+    assert!(weights[0] == weights[1] && weights[0] == weights[2]);
     Ok(())
 }

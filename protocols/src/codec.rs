@@ -105,6 +105,15 @@ mod tests {
                 round: 3,
                 chunk: vec![9; 40],
             }),
+            Message::Learn(LearnMessage::StateRequest {
+                campaign: [7; 16],
+                round: 5,
+            }),
+            Message::Learn(LearnMessage::StateChunk {
+                campaign: [7; 16],
+                round: 5,
+                chunk: vec![4; 40],
+            }),
         ]
     }
 

@@ -70,6 +70,25 @@ pub enum LearnMessage {
         #[serde(with = "bytes_as_slice")]
         evidence: Vec<u8>,
     },
+    /// A participant that fell behind, or whose model diverged, asks
+    /// another for the campaign's state at the start of `round` (catch-up).
+    StateRequest {
+        /// The campaign's id.
+        campaign: [u8; 16],
+        /// The round the asker saw a majority of members sign updates for.
+        round: u32,
+    },
+    /// One chunk of a participant's encoded campaign state, the answer to a
+    /// [`LearnMessage::StateRequest`].
+    StateChunk {
+        /// The campaign's id.
+        campaign: [u8; 16],
+        /// The round the state is at the start of.
+        round: u32,
+        /// An encoded `mc_learn_core::Chunk` of the state.
+        #[serde(with = "bytes_as_slice")]
+        chunk: Vec<u8>,
+    },
 }
 
 /// An encoded Automerge sync message for one document.

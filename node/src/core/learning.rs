@@ -62,6 +62,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Millis;
 
+mod catch_up;
+
+pub use catch_up::{CatchUpRecord, MAX_STATE_BYTES, quorum};
+
 /// Knowledge-document prefix of campaign declarations.
 pub const CAMPAIGN_PREFIX: &str = "campaigns/";
 /// Largest chunk of an update put in one message (well under the transport limit).
@@ -172,6 +176,21 @@ pub struct TrainJob {
     pub kind: TrainKind,
 }
 
+impl TrainJob {
+    /// The report of this job's `outcome`.
+    pub fn result(&self, outcome: Result<(Vec<f32>, u64), String>) -> TrainResult {
+        TrainResult {
+            campaign: self.campaign,
+            round: self.round,
+            base: match &self.kind {
+                TrainKind::Moments => model_hash(&[]),
+                TrainKind::Update { base, .. } => model_hash(base),
+            },
+            outcome,
+        }
+    }
+}
+
 /// The two kinds of local work.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainKind {
@@ -202,6 +221,9 @@ pub struct TrainResult {
     pub campaign: CampaignId,
     /// The round.
     pub round: u32,
+    /// [`model_hash`] of the base it trained from (of no weights in round
+    /// 0): a node that adopted another base meanwhile ignores the result.
+    pub base: Digest,
     /// The new weights (or moments) and the number of local samples, or why
     /// local work failed (e.g. no data imported for the model).
     pub outcome: Result<(Vec<f32>, u64), String>,
@@ -286,6 +308,9 @@ pub struct CampaignView {
     pub local_steps: Option<u32>,
     /// The learning rate of the current model round, once there is one.
     pub round_learning_rate: Option<f64>,
+    /// Times this node caught up with the campaign's majority (since it
+    /// started).
+    pub caught_up: Vec<CatchUpRecord>,
 }
 
 /// Why a campaign request or a submitted update was refused.
@@ -346,6 +371,35 @@ struct SavedControls {
     members: Vec<(AuthorKey, u64, Vec<f32>)>,
 }
 
+impl SavedControls {
+    fn of(controls: &ControlVariates) -> Self {
+        Self {
+            global: controls.global.clone(),
+            members: controls
+                .members
+                .iter()
+                .map(|(author, m)| (*author, m.samples, m.variate.clone()))
+                .collect(),
+        }
+    }
+
+    fn fits(&self, num_params: usize) -> bool {
+        self.global.len() == num_params
+            && self.members.iter().all(|(_, _, v)| v.len() == num_params)
+    }
+
+    fn into_variates(self) -> ControlVariates {
+        ControlVariates {
+            global: self.global,
+            members: self
+                .members
+                .into_iter()
+                .map(|(author, samples, variate)| (author, MemberVariate { variate, samples }))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Run {
     id: CampaignId,
@@ -367,6 +421,8 @@ struct Run {
     early: Vec<SignedUpdate>,
     rejections: BTreeMap<String, u64>,
     evidence: BTreeMap<AuthorKey, Evidence>,
+    /// Sightings of the campaign ahead or elsewhere ([`catch_up`]).
+    catch_up: catch_up::Tracker,
 }
 
 /// The learning state of one node.
@@ -377,6 +433,8 @@ pub(super) struct Learning {
     runs: BTreeMap<CampaignId, Run>,
     observed: BTreeMap<CampaignId, CampaignSpec>,
     reassembler: Reassembler<NodeId>,
+    /// Campaign states being received ([`catch_up`]).
+    states: Reassembler<NodeId>,
     /// Updates for campaigns this node has not seen yet: the declaration
     /// travels by the document and may arrive after a fast peer's update.
     unknown: Vec<SignedUpdate>,
@@ -432,6 +490,11 @@ impl Learning {
             runs: BTreeMap::new(),
             observed: BTreeMap::new(),
             reassembler: Reassembler::new(chunk::Limits::default()),
+            states: Reassembler::new(chunk::Limits {
+                max_update_bytes: MAX_STATE_BYTES as u64,
+                max_pending_per_sender: 1,
+                max_bytes_per_sender: MAX_STATE_BYTES as u64,
+            }),
             unknown: Vec::new(),
             resume: BTreeMap::new(),
         }
@@ -602,6 +665,7 @@ impl Learning {
                 early: Vec::new(),
                 rejections: BTreeMap::new(),
                 evidence: BTreeMap::new(),
+                catch_up: catch_up::Tracker::default(),
                 spec,
             };
             if let Some(snapshot) = self.resume.remove(&id)
@@ -631,8 +695,12 @@ impl Learning {
         let Some(run) = self.runs.get_mut(&result.campaign) else {
             return;
         };
-        if run.completed || run.round != result.round || run.own_update.is_some() {
-            return; // the round closed without us
+        if run.completed
+            || run.round != result.round
+            || run.own_update.is_some()
+            || result.base != run.collector.config().base_hash
+        {
+            return; // the round closed without us, or we caught up meanwhile
         }
         let (weights, samples) = match result.outcome {
             Ok(ok) => ok,
@@ -708,6 +776,13 @@ impl Learning {
                 self.maybe_close(CampaignId(campaign), now, fx);
                 Ok(())
             }
+            LearnMessage::StateRequest { campaign, .. } => {
+                self.serve_state(from, campaign, fx);
+                Ok(())
+            }
+            LearnMessage::StateChunk {
+                campaign, chunk, ..
+            } => self.on_state_chunk(from, campaign, &chunk, now, fx),
         }
     }
 
@@ -739,6 +814,16 @@ impl Learning {
             return Err(LearnError::UnknownCampaign(id.to_string()));
         };
         let round = update.header.round;
+        let me = self.me;
+        if run.sight(&update, &me, now, fx) {
+            if round > run.round {
+                return Ok(()); // kept for when this node gets there
+            }
+            run.count(&Rejection::WrongBase);
+            return Err(LearnError::Rejected(
+                "update on another base than this node's; noted for catch-up".into(),
+            ));
+        }
         if !run.completed && round == run.round + 1 {
             // A faster peer is already in the next round: keep its update
             // (one per author) until we get there.
@@ -805,6 +890,7 @@ impl Learning {
 
     /// Closes rounds whose deadline passed.
     pub(super) fn on_tick(&mut self, now: Millis, fx: &mut Effects) {
+        self.retry_catch_ups(now, fx);
         let ids: Vec<CampaignId> = self.runs.keys().copied().collect();
         for id in ids {
             self.maybe_close(id, now, fx);
@@ -832,9 +918,10 @@ impl Learning {
             // Updates that arrived early may complete the new round at once.
             let early = std::mem::take(&mut run.early);
             for update in early {
-                if update.header.round == run.round
-                    && let Err(rejection) = run.collector.offer(update)
-                {
+                if update.header.round != run.round || run.sight(&update, &me, now, fx) {
+                    continue;
+                }
+                if let Err(rejection) = run.collector.offer(update) {
                     run.count(&rejection);
                 }
             }
@@ -856,6 +943,7 @@ impl Learning {
             reference_count: None,
             local_steps: None,
             round_learning_rate: None,
+            caught_up: Vec::new(),
         }));
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
@@ -1103,14 +1191,7 @@ impl Run {
             history: self.history.clone(),
             rejections: self.rejections.clone(),
             reference_count: self.reference_count,
-            controls: self.controls.as_ref().map(|c| SavedControls {
-                global: c.global.clone(),
-                members: c
-                    .members
-                    .iter()
-                    .map(|(author, m)| (*author, m.samples, m.variate.clone()))
-                    .collect(),
-            }),
+            controls: self.controls.as_ref().map(SavedControls::of),
         };
         postcard::to_stdvec(&snapshot).unwrap_or_default()
     }
@@ -1125,10 +1206,10 @@ impl Run {
             .is_some_and(|m| m.len() != 2 * features + 2)
             || (snapshot.round > 0 && snapshot.global.len() != self.spec.model.num_params())
             || snapshot.round > self.spec.rounds
-            || snapshot.controls.as_ref().is_some_and(|c| {
-                let n = self.spec.model.num_params();
-                c.global.len() != n || c.members.iter().any(|(_, _, v)| v.len() != n)
-            })
+            || snapshot
+                .controls
+                .as_ref()
+                .is_some_and(|c| !c.fits(self.spec.model.num_params()))
         {
             return Err("saved progress does not fit the campaign".into());
         }
@@ -1149,14 +1230,7 @@ impl Run {
         self.completed = snapshot.completed;
         self.moments = snapshot.moments.map(Arc::from);
         self.reference_count = snapshot.reference_count;
-        self.controls = snapshot.controls.map(|saved| ControlVariates {
-            global: saved.global,
-            members: saved
-                .members
-                .into_iter()
-                .map(|(author, samples, variate)| (author, MemberVariate { variate, samples }))
-                .collect(),
-        });
+        self.controls = snapshot.controls.map(SavedControls::into_variates);
         self.global = Arc::from(snapshot.global);
         self.history = snapshot.history;
         self.rejections = snapshot.rejections;
@@ -1185,6 +1259,7 @@ impl Run {
                 .then(|| self.spec.local_training().steps(self.reference_count)),
             round_learning_rate: (self.moments.is_some() && self.round > 0)
                 .then(|| self.spec.local_training().rate(self.round)),
+            caught_up: self.catch_up.done.clone(),
         }
     }
 }
@@ -1293,6 +1368,7 @@ mod tests {
                 let result = TrainResult {
                     campaign: id,
                     round,
+                    base: model_hash(base),
                     outcome: Ok((weights, count)),
                 };
                 learning.on_trained(result, 1, &mut fx);
@@ -1682,5 +1758,211 @@ mod tests {
         restarted.observe(vec![(id, spec)], 2, &mut fx);
         assert_eq!(fx.jobs[0].kind, TrainKind::Moments);
         assert_eq!(fx.jobs[0].round, 0);
+    }
+
+    /// Node `me`'s view of one round: its own result through `on_trained`,
+    /// the other members' signed and offered (those in `from`) as if they
+    /// came from the network.
+    fn feed(
+        node: &mut Learning,
+        me: u8,
+        id: CampaignId,
+        round: u32,
+        base: &[f32],
+        from: &[(u8, Vec<f32>, u64)],
+    ) -> Effects {
+        let mut fx = Effects::default();
+        for (i, weights, count) in from.iter().cloned() {
+            if i == me {
+                let result = TrainResult {
+                    campaign: id,
+                    round,
+                    base: model_hash(base),
+                    outcome: Ok((weights, count)),
+                };
+                node.on_trained(result, 1, &mut fx);
+            } else {
+                let signed =
+                    update::sign(&key(i), id, round, model_hash(base), count, weights).unwrap();
+                let _ = node.offer(signed, 1, &mut fx, false);
+            }
+        }
+        fx
+    }
+
+    /// Hands every message in `fx.sends` addressed to `to` over to `node`,
+    /// as sent by `from`; returns what `node` did.
+    fn deliver(fx: &Effects, from: &str, to: &str, node: &mut Learning, now: Millis) -> Effects {
+        let mut out = Effects::default();
+        for (dest, message) in &fx.sends {
+            if dest.as_str() == to {
+                node.on_message(&NodeId::new(from), message.clone(), now, &mut out)
+                    .unwrap();
+            }
+        }
+        out
+    }
+
+    fn state_requests(fx: &Effects) -> Vec<String> {
+        fx.sends
+            .iter()
+            .filter(|(_, m)| matches!(m, LearnMessage::StateRequest { .. }))
+            .map(|(to, _)| to.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_node_that_missed_rounds_catches_up_with_the_majority() {
+        let mut asked = request(Rule::FedAvg);
+        asked.drift_correction = Some(true);
+        let mut a = Learning::new(key(0));
+        let mut b = Learning::new(key(1));
+        let (id, spec) = a.declare(asked, &NodeId::new("n0"), 0, 1).unwrap();
+        for node in [&mut a, &mut b] {
+            node.observe(vec![(id, spec.clone())], 0, &mut Effects::default());
+        }
+        let stats = [(0u8, 300u64, 1.0f32), (1, 1000, 2.0), (2, 9000, 3.0)];
+        let all_moments: Vec<(u8, Vec<f32>, u64)> =
+            stats.iter().map(|&(i, n, m)| (i, moments(m), n)).collect();
+        feed(&mut a, 0, id, 0, &[], &all_moments);
+        feed(&mut b, 1, id, 0, &[], &all_moments);
+        let base: Vec<f32> = a.runs[&id].global.to_vec();
+        let moved = |base: &[f32], d: f32| base.iter().map(|w| w + d).collect::<Vec<f32>>();
+        let everyone = |base: &[f32]| -> Vec<(u8, Vec<f32>, u64)> {
+            (0..3u8)
+                .map(|i| (i, moved(base, 0.01 * f32::from(i)), 100))
+                .collect()
+        };
+        feed(&mut a, 0, id, 1, &base, &everyone(&base));
+        feed(&mut b, 1, id, 1, &base, &everyone(&base));
+        assert_eq!(a.runs[&id].global, b.runs[&id].global);
+        assert_eq!(a.runs[&id].round, 2);
+
+        // Node 0 is down for rounds 2 and 3: the others close them at the
+        // deadline without it.
+        let deadline = (spec.round_deadline_s * 1000.0) as Millis;
+        let mut now = 1;
+        for round in [2, 3] {
+            let base = b.runs[&id].global.to_vec();
+            let others: Vec<_> = everyone(&base)
+                .into_iter()
+                .filter(|(i, ..)| *i != 0)
+                .collect();
+            feed(&mut b, 1, id, round, &base, &others);
+            now += deadline + 1;
+            b.on_tick(now, &mut Effects::default());
+            assert_eq!(b.runs[&id].round, round + 1);
+        }
+        let ahead = b.runs[&id].global.to_vec();
+        assert_ne!(a.runs[&id].global.to_vec(), ahead);
+
+        // Back, node 0 hears round-4 updates. One member's word is not
+        // enough, nor is a forged signature; two members' are.
+        let signed = |i: u8| {
+            update::sign(&key(i), id, 4, model_hash(&ahead), 100, moved(&ahead, 0.01)).unwrap()
+        };
+        let mut fx = Effects::default();
+        a.offer(signed(1), now, &mut fx, true).unwrap();
+        let mut forged = signed(2);
+        forged.weights[0] += 1.0;
+        forged.header.weights_hash = model_hash(&forged.weights);
+        a.offer(forged, now, &mut fx, true).ok();
+        assert!(
+            state_requests(&fx).is_empty(),
+            "no majority yet: {:?}",
+            fx.sends
+        );
+        a.offer(signed(2), now, &mut fx, true).unwrap();
+        let mut asked = state_requests(&fx);
+        assert_eq!(asked.len(), 1, "one member is asked");
+        if asked[0] != "n1" {
+            // The other member asked first (key order) does not answer in
+            // time: node 0 asks the next.
+            let mut retry = Effects::default();
+            a.on_tick(now + deadline, &mut retry);
+            asked = state_requests(&retry);
+            fx = retry;
+        }
+        assert_eq!(asked, vec!["n1".to_string()]);
+
+        // A state nobody asked for, or that no majority signed, is refused.
+        let mut stray = Effects::default();
+        let unasked = LearnMessage::StateChunk {
+            campaign: id.0,
+            round: 4,
+            chunk: Vec::new(),
+        };
+        assert!(matches!(
+            a.on_message(&NodeId::new("n2"), unasked, now, &mut stray),
+            Err(LearnError::Rejected(_))
+        ));
+
+        // Node 1 answers; node 0 takes its state, offers the updates it
+        // kept and trains round 4 from the majority's model.
+        let answer = deliver(&fx, "n0", "n1", &mut b, now);
+        assert!(!answer.sends.is_empty(), "node 1 sends its state");
+        let mut caught = deliver(&answer, "n1", "n0", &mut a, now);
+        let view = a.view(&id.to_string()).unwrap();
+        assert_eq!(view.current_round, 4);
+        assert_eq!(view.model_hash, Some(model_hash(&ahead).to_string()));
+        assert_eq!(view.caught_up.len(), 1);
+        assert_eq!(
+            (view.caught_up[0].from_round, view.caught_up[0].to_round),
+            (2, 4)
+        );
+        assert_eq!(
+            a.runs[&id].collector.accepted().count(),
+            2,
+            "the kept updates"
+        );
+        let job = caught.jobs.remove(0);
+        assert_eq!(job.round, 4);
+        let (job_base, _, plan) = update_job(&mut Effects {
+            jobs: vec![job.clone()],
+            ..Effects::default()
+        });
+        assert_eq!(&job_base[..], &ahead[..]);
+        // The control variates came with the state: node 0 is corrected as
+        // node 1 would correct it.
+        let expected = b.runs[&id]
+            .controls
+            .as_ref()
+            .unwrap()
+            .step_correction(&key(0).verifying_key().to_bytes(), plan.learning_rate);
+        assert!(expected.is_some());
+        assert_eq!(correction_of(&job), expected);
+
+        // A result of training on the old base, finishing late, is ignored.
+        let mut late = Effects::default();
+        a.on_trained(
+            TrainResult {
+                campaign: id,
+                round: 4,
+                base: model_hash(&base),
+                outcome: Ok((moved(&base, 0.5), 100)),
+            },
+            now,
+            &mut late,
+        );
+        assert!(a.runs[&id].own_update.is_none());
+
+        // Both finish the campaign on the same model.
+        let mine = moved(&ahead, 0.0);
+        let done = feed(&mut a, 0, id, 4, &ahead, &[(0, mine.clone(), 100)]);
+        deliver(&done, "n0", "n1", &mut b, now);
+        let mut fx_b = Effects::default();
+        b.offer(signed(2), now, &mut fx_b, true).unwrap();
+        b.on_trained(
+            TrainResult {
+                campaign: id,
+                round: 4,
+                base: model_hash(&ahead),
+                outcome: Ok((moved(&ahead, 0.01), 100)),
+            },
+            now,
+            &mut fx_b,
+        );
+        assert!(a.runs[&id].completed && b.runs[&id].completed);
+        assert_eq!(a.runs[&id].global, b.runs[&id].global);
     }
 }

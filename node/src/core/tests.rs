@@ -514,14 +514,7 @@ impl Net {
                         100,
                     )),
                 };
-                self.input(
-                    name,
-                    Input::Trained(TrainResult {
-                        campaign: job.campaign,
-                        round: job.round,
-                        outcome,
-                    }),
-                );
+                self.input(name, Input::Trained(job.result(outcome)));
                 self.run();
             }
         }

@@ -257,11 +257,7 @@ impl Simulation {
             Event::Trained {
                 node: n,
                 incarnation,
-                result: TrainResult {
-                    campaign: job.campaign,
-                    round: job.round,
-                    outcome,
-                },
+                result: job.result(outcome),
             },
         );
     }
