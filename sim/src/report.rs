@@ -101,6 +101,9 @@ pub struct LearningReport {
     pub rounds: Vec<RoundReport>,
     /// Updates refused, by reason, summed over honest nodes.
     pub rejections: BTreeMap<String, u64>,
+    /// Times an honest node caught up with the campaign's majority (after
+    /// a crash, or a round closed with another accepted set), summed.
+    pub catch_ups: usize,
     /// Distinct final model hashes among honest nodes (1: they agree).
     pub honest_final_models: usize,
     /// Honest nodes holding the most common final model.
@@ -400,6 +403,13 @@ impl LearningReport {
             &self.common_model_hash[..self.common_model_hash.len().min(8)],
             self.byzantine_on_common_model
         );
+        if self.catch_ups > 0 {
+            let _ = writeln!(
+                s,
+                "  {} catch-up(s): honest nodes that fell behind or diverged took the state a majority signed",
+                self.catch_ups
+            );
+        }
         for r in &self.rounds {
             let accepted = if r.accepted_min == r.accepted_max {
                 r.accepted_min.to_string()

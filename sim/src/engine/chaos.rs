@@ -322,6 +322,9 @@ impl Simulation {
             return false;
         }
         self.stats.restarts += 1;
+        if let Some(l) = self.learning.as_mut() {
+            l.restarted(n);
+        }
         self.trace.record(self.now, n, What::Restart);
         self.check_restored_writes(n);
         for (_, link) in self.links.neighbours(n).to_vec() {

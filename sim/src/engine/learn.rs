@@ -145,10 +145,17 @@ impl Learning {
         self.secrets[n]
     }
 
-    /// Node `n` crashed: its campaign state is gone, so it no longer counts
-    /// as an honest participant that must finish.
+    /// Node `n` crashed: while it is down it does not count as an honest
+    /// participant that must finish.
     pub(super) fn crashed(&mut self, n: usize) {
         self.crashed[n] = true;
+    }
+
+    /// Node `n` restarted: it resumes from its saved progress and catches up
+    /// with the others (`mc_node::core::learning`), so it must finish on
+    /// their model again.
+    pub(super) fn restarted(&mut self, n: usize) {
+        self.crashed[n] = false;
     }
 
     fn is_honest(&self, n: usize) -> bool {
@@ -306,17 +313,25 @@ impl Simulation {
             let Some(id) = l.campaign.as_deref() else {
                 return;
             };
-            let round = l.next_round[n];
-            if round > l.config.rounds {
+            let next = l.next_round[n];
+            if next > l.config.rounds {
                 return;
             }
-            let key = format!(
-                "{CAMPAIGN_PREFIX}{id}/rounds/{round:06}/{}",
-                l.key_prefix[n]
-            );
-            let Some(Ok(Some(entry))) =
-                self.hosts[n].core.as_ref().map(|c| c.knowledge().get(&key))
-            else {
+            let Some(core) = self.hosts[n].core.as_ref() else {
+                return;
+            };
+            // The next round this node recorded: a node that caught up with
+            // the campaign skipped the rounds in between.
+            let Some((round, entry)) = (next..=l.config.rounds).find_map(|round| {
+                let key = format!(
+                    "{CAMPAIGN_PREFIX}{id}/rounds/{round:06}/{}",
+                    l.key_prefix[n]
+                );
+                match core.knowledge().get(&key) {
+                    Ok(Some(entry)) => Some((round, entry)),
+                    _ => None,
+                }
+            }) else {
                 return;
             };
             let text = |field: &str| entry.value[field].as_str().unwrap_or_default().to_string();
@@ -542,6 +557,11 @@ impl Simulation {
                 *rejections.entry(kind.clone()).or_insert(0) += count;
             }
         }
+        let catch_ups = honest
+            .iter()
+            .filter_map(|n| l.views.get(*n).and_then(Option::as_ref))
+            .map(|v| v.caught_up.len())
+            .sum();
         let mut models: BTreeMap<&str, usize> = BTreeMap::new();
         for n in &honest {
             if let Some((_, m)) = &l.finished[*n] {
@@ -593,6 +613,7 @@ impl Simulation {
                 .fold(0.0, f64::max),
             rounds,
             rejections,
+            catch_ups,
             honest_final_models: models.len(),
             honest_on_common_model: on_common,
             byzantine_on_common_model: byzantine_on_common,
