@@ -96,7 +96,7 @@ async fn a_declared_schema_on_a_public_data_set_federates_across_three_nodes() -
         .map(|n| n.peer_id().to_string())
         .collect();
     let campaign = json!({
-        "model": "breast_cancer", "rounds": 10, "local_epochs": 5, "participants": peers,
+        "model": "breast_cancer", "rounds": 10, "local_epochs": 16, "participants": peers,
         "aggregation": "fedavg", "round_deadline_s": 60.0,
     });
     let (status, created) = send(
