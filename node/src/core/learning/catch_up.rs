@@ -90,7 +90,8 @@ pub(super) struct CatchUpState {
 /// What a run keeps for catching up.
 #[derive(Debug, Default)]
 pub(super) struct Tracker {
-    /// (round, base hash) → members that signed an update for it.
+    /// (round, base hash) → members that signed an update for it, each
+    /// member at most once per round.
     sightings: BTreeMap<(u32, Digest), BTreeSet<AuthorKey>>,
     /// Those updates, to offer once the node is in their round.
     kept: Vec<SignedUpdate>,
@@ -262,6 +263,16 @@ impl Run {
             return false;
         }
         let key = (update.header.round, update.header.base_hash);
+        // One statement per member and round (a second, on another base,
+        // replaces the first): what is held stays within members × rounds.
+        for ((round, _), authors) in self.catch_up.sightings.iter_mut() {
+            if *round == key.0 {
+                authors.remove(&update.author);
+            }
+        }
+        self.catch_up
+            .sightings
+            .retain(|_, authors| !authors.is_empty());
         self.catch_up
             .sightings
             .entry(key)
