@@ -17,6 +17,7 @@ fn tiny() -> Options {
         rounds: 2,
         local_epochs: 1,
         baseline_epochs: 2,
+        personalise_epochs: 2,
         byzantine_fraction: 0.25,
         device: Device::Cpu,
         ..Options::default()
@@ -122,6 +123,20 @@ fn personalising_can_be_skipped_and_a_bad_layer_count_is_an_error() {
     let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c1", "c2"]);
     assert!(bench::render::render(&report).contains("  -       -"));
+
+    // A rate that cannot train is refused before the campaign runs.
+    let mut lines = Vec::new();
+    let no_rate = Options {
+        personalise_layers: 2,
+        personalise_learning_rate: 0.0,
+        ..opts.clone()
+    };
+    let err = bench::federated(&no_rate, &mut |l| lines.push(l.to_owned())).unwrap_err();
+    assert!(
+        matches!(err, bench::BenchError::BadOptions(m) if m.contains("learning rate")),
+        "{err}"
+    );
+    assert!(lines.is_empty(), "nothing ran: {lines:?}");
 
     // The built-in models have three layers.
     let too_many = Options {

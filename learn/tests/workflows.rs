@@ -91,6 +91,7 @@ fn fine_tuning_changes_only_the_last_layers_and_adapts() {
     let away = table(1000, 6, |a, b| 1.5 * wave(a, b) + 3.0);
     let opts = transfer::Options {
         train: quick(20),
+        fine_tune_epochs: 20,
         ..transfer::Options::default()
     };
     let report = transfer::fine_tune(&base, &away, 1, &opts).unwrap();

@@ -78,12 +78,19 @@ pub enum LearnCommand {
         /// The model.
         #[arg(long)]
         model: String,
-        /// Layers to fine-tune.
+        /// Layers to fine-tune, the last ones (all of a built-in model's
+        /// three to personalise a campaign's model).
         #[arg(long, default_value_t = 1)]
         k: usize,
         /// A base model as safetensors; default the active version.
         #[arg(long)]
         base: Option<PathBuf>,
+        /// Passes over the training rows (default 80).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Adam's learning rate (default 0.0002).
+        #[arg(long)]
+        learning_rate: Option<f64>,
     },
     /// Save the active version as safetensors.
     Weights {
@@ -193,17 +200,27 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
             let path = format!("/v1/models/{model}/train");
             c.print(c.post(&path, serde_json::to_vec(&body)?).await?)
         }
-        LearnCommand::Transfer { model, k, base } => {
+        LearnCommand::Transfer {
+            model,
+            k,
+            base,
+            epochs,
+            learning_rate,
+        } => {
             let body = match base {
                 Some(p) => {
                     std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?
                 }
                 None => Vec::new(),
             };
-            c.print(
-                c.post(&format!("/v1/models/{model}/transfer?k={k}"), body)
-                    .await?,
-            )
+            let mut path = format!("/v1/models/{model}/transfer?k={k}");
+            if let Some(epochs) = epochs {
+                path.push_str(&format!("&epochs={epochs}"));
+            }
+            if let Some(rate) = learning_rate {
+                path.push_str(&format!("&learning_rate={rate}"));
+            }
+            c.print(c.post(&path, body).await?)
         }
         LearnCommand::Weights { model, out } => {
             let bytes = c.get_bytes(&format!("/v1/models/{model}/weights")).await?;

@@ -8,7 +8,7 @@
 //! | GET | `/v1/models/{name}` | | the model and its versions |
 //! | POST | `/v1/learn/import?model=NAME[&replace=true][&retrain_on_drift=false]` | CSV | rows imported, drift |
 //! | POST | `/v1/models/{name}/train` | options JSON (may be empty) | version, R²/MAE, baseline_vs_custom |
-//! | POST | `/v1/models/{name}/transfer?k=1[&epochs=N]` | empty, or a base model as safetensors | improvements vs base and scratch |
+//! | POST | `/v1/models/{name}/transfer?k=1[&epochs=80][&learning_rate=0.0002]` | empty, or a base model as safetensors | improvements vs base and scratch |
 //! | GET | `/v1/models/{name}/weights` | | the active version as safetensors |
 //! | GET | `/v1/models/{name}/performance` | | accuracy, latency, baseline, drift |
 //! | POST | `/v1/campaigns` | campaign JSON | the campaign (201) |
@@ -35,7 +35,7 @@ use serde_json::json;
 
 use crate::core::{ApiRequest, ApiResponse, CampaignRequest, Participant};
 use crate::http::{AppState, HttpError, call, unexpected};
-use crate::learner::{LearnApiError, LearnService, TrainRequest};
+use crate::learner::{LearnApiError, LearnService, TrainRequest, Tuning};
 
 /// The largest CSV or model file accepted.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
@@ -206,6 +206,7 @@ struct TransferQuery {
     #[serde(default = "one")]
     k: usize,
     epochs: Option<usize>,
+    learning_rate: Option<f64>,
 }
 
 fn one() -> usize {
@@ -223,7 +224,11 @@ async fn transfer(
     let body = body?;
     let summary = blocking(&state.learn, move |s| {
         let base = (!body.is_empty()).then_some(&body[..]);
-        s.transfer(&name, q.k, base, q.epochs, now_ms())
+        let tuning = Tuning {
+            epochs: q.epochs,
+            learning_rate: q.learning_rate,
+        };
+        s.transfer(&name, q.k, base, tuning, now_ms())
     })
     .await?;
     Ok(axum::Json(summary).into_response())

@@ -174,6 +174,16 @@ pub struct TrainSummary {
     pub baseline_vs_custom: serde_json::Value,
 }
 
+/// How long and how fast transfer learning fine-tunes; `None` for
+/// [`transfer::Options::default`]'s.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tuning {
+    /// Passes over the training rows.
+    pub epochs: Option<usize>,
+    /// Adam's learning rate.
+    pub learning_rate: Option<f64>,
+}
+
 /// Transfer learning's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct TransferSummary {
@@ -502,13 +512,15 @@ impl LearnService {
     }
 
     /// Transfer learning (seed 27.2): fine-tunes the last `k` layers of the
-    /// active version (or of `base_safetensors`) on the node's data.
+    /// active version (or of `base_safetensors`) on the node's data, for
+    /// `tuning`'s epochs at its learning rate (each
+    /// [`transfer::Options::default`]'s when absent).
     pub fn transfer(
         &self,
         name: &str,
         k: usize,
         base_safetensors: Option<&[u8]>,
-        epochs: Option<usize>,
+        tuning: Tuning,
         now_ms: u64,
     ) -> Result<TransferSummary, LearnApiError> {
         let schema = self.schema(name)?;
@@ -529,8 +541,11 @@ impl LearnService {
             }
         };
         let mut opts = transfer::Options::default();
-        if let Some(e) = epochs {
-            opts.train.epochs = e;
+        if let Some(epochs) = tuning.epochs {
+            opts.fine_tune_epochs = epochs;
+        }
+        if let Some(rate) = tuning.learning_rate {
+            opts.fine_tune_learning_rate = rate;
         }
         let report = transfer::fine_tune(&base, &data, k, &opts)?;
         let meta = VersionMeta {

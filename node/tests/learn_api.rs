@@ -141,8 +141,20 @@ async fn custom_and_transfer_training_report_their_figures() -> Result<()> {
         "{trained}"
     );
 
-    let (status, transfer) =
-        send(http.post(format!("{base}/v1/models/latency/transfer?k=1&epochs=5"))).await?;
+    let (status, refused) = send(http.post(format!(
+        "{base}/v1/models/latency/transfer?k=1&epochs=5&learning_rate=-1"
+    )))
+    .await?;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused.to_string().contains("learning_rate"),
+        "the error names the bad setting: {refused}"
+    );
+
+    let (status, transfer) = send(http.post(format!(
+        "{base}/v1/models/latency/transfer?k=1&epochs=5&learning_rate=0.001"
+    )))
+    .await?;
     assert_eq!(status, 200, "{transfer}");
     assert_eq!(transfer["trained_layers"], 1);
     assert_eq!(transfer["frozen_layers"], 2);

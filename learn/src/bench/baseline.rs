@@ -66,14 +66,14 @@ pub fn local_only(
 }
 
 /// Personalised: every organisation fine-tunes `federated`'s last
-/// `layers` layers on its own training rows with `cfg`
-/// ([`transfer::fine_tune`], what `mc-node learn transfer` runs), and is
-/// scored on its own test rows.
+/// `layers` layers on its own training rows with `opts`
+/// ([`transfer::fine_tune`], what `mc-node learn transfer` runs; the
+/// split is each organisation's own), and is scored on its own test rows.
 pub fn personalised(
     federated: &Model,
     orgs: &[Org],
     layers: usize,
-    cfg: &TrainConfig,
+    opts: &transfer::Options,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Score>, BenchError> {
     orgs.iter()
@@ -84,8 +84,8 @@ pub fn personalised(
                 &data,
                 layers,
                 &transfer::Options {
-                    train: *cfg,
                     train_fraction,
+                    ..*opts
                 },
             )?;
             debug_assert_eq!(report.train_rows, org.train.len());

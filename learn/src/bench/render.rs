@@ -24,7 +24,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         out,
         "federated: {}, {} rounds × {} local epochs, batch {}, lr {}, drift correction {}, \
          max update norm {}; local-only and central: {} epochs, TrainConfig defaults; \
-         personalised: the federated model's last {} layers retrained by each organisation",
+         personalised: the federated model's last {} layers retrained by each organisation \
+         for {} epochs at lr {}",
         o.rule,
         o.rounds,
         o.local_epochs,
@@ -33,7 +34,9 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         super::on_off(o.drift_correction, o.rule),
         o.max_update_norm,
         o.baseline_epochs,
-        o.personalise_layers
+        o.personalise_layers,
+        o.personalise_epochs,
+        o.personalise_learning_rate
     )?;
     writeln!(
         out,

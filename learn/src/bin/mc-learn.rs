@@ -84,6 +84,12 @@ struct FederatedArgs {
     /// the federated model on its own rows (0 skips personalisation).
     #[arg(long, default_value_t = Options::default().personalise_layers)]
     personalise_layers: usize,
+    /// Epochs of personalising.
+    #[arg(long, default_value_t = Options::default().personalise_epochs)]
+    personalise_epochs: usize,
+    /// Adam's learning rate when personalising.
+    #[arg(long, default_value_t = Options::default().personalise_learning_rate)]
+    personalise_learning_rate: f64,
     /// Fraction of Byzantine participants (0 skips the Byzantine runs).
     #[arg(long, default_value_t = Options::default().byzantine_fraction)]
     byzantine_fraction: f64,
@@ -163,6 +169,8 @@ fn federated(a: FederatedArgs) -> Result<()> {
         learning_rate: a.learning_rate,
         baseline_epochs: a.baseline_epochs,
         personalise_layers: a.personalise_layers,
+        personalise_epochs: a.personalise_epochs,
+        personalise_learning_rate: a.personalise_learning_rate,
         rule: a.rule,
         drift_correction: a.drift_correction,
         max_update_norm: a.max_update_norm,
