@@ -292,3 +292,70 @@ fn attackers_that_skip_their_correction_train_differently() {
     };
     assert_eq!(clean(&follow), clean(&skip));
 }
+
+#[test]
+fn a_saved_global_model_read_back_gives_the_same_report_without_a_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("global.safetensors");
+    let saved = bench::federated(
+        &Options {
+            byzantine_fraction: 0.0,
+            save_federated: Some(file.clone()),
+            ..tiny()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(file.exists());
+
+    let mut lines = Vec::new();
+    let read = bench::federated(
+        &Options {
+            byzantine_fraction: 0.0,
+            federated_from: Some(file.clone()),
+            ..tiny()
+        },
+        &mut |l| lines.push(l.to_owned()),
+    )
+    .unwrap();
+    assert_eq!(read.federated.model_hash, saved.federated.model_hash);
+    assert!(read.federated.rounds.is_empty() && !saved.federated.rounds.is_empty());
+    for (a, b) in read.orgs.iter().zip(&saved.orgs) {
+        assert_eq!(a.federated, b.federated, "{}", a.name);
+        assert_eq!(a.personalised, b.personalised, "{}", a.name);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("no campaign run")),
+        "{lines:?}"
+    );
+
+    // The Byzantine runs need the campaign.
+    let err = bench::federated(
+        &Options {
+            federated_from: Some(file),
+            ..tiny()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, bench::BenchError::BadOptions(m) if m.contains("byzantine_fraction")),
+        "{err}"
+    );
+
+    // A missing file is a typed error naming it.
+    let missing = dir.path().join("missing.safetensors");
+    let err = bench::federated(
+        &Options {
+            byzantine_fraction: 0.0,
+            federated_from: Some(missing),
+            ..tiny()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, bench::BenchError::ModelFile(_)) && err.to_string().contains("missing"),
+        "{err}"
+    );
+}

@@ -56,6 +56,7 @@ pub mod render;
 pub mod targets;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use mc_learn_core::aggregate::{AggregateError, Rule};
@@ -63,13 +64,13 @@ use mc_learn_core::round::ConfigError;
 use mc_learn_core::synth::SynthError;
 use mc_learn_core::table::SelectError;
 use mc_learn_core::update::UpdateError;
-use mc_learn_core::{ModelSchema, schema};
+use mc_learn_core::{ModelSchema, model_hash, schema};
 use serde::Serialize;
 use tch::Device;
 
 use crate::custom::CustomError;
 use crate::transfer::TransferError;
-use crate::{Model, ModelError, TrainConfig};
+use crate::{FileError, Model, ModelError, TrainConfig};
 use baseline::Score;
 use campaign::{Attack, OfferOrder, RoundStats};
 use data::Org;
@@ -133,6 +134,14 @@ pub struct Options {
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
     pub byzantine_fraction: f64,
+    /// Write the campaign's global model to this file (safetensors).
+    pub save_federated: Option<PathBuf>,
+    /// Read the global model from this file instead of running the
+    /// campaign: one [`Options::save_federated`] wrote for the same model,
+    /// organisations, rows and seed, to try personalising settings in
+    /// seconds. The Byzantine runs need the campaign, so
+    /// [`Options::byzantine_fraction`] must be 0.
+    pub federated_from: Option<PathBuf>,
     /// Names (`fedavg`, `median`, `trimmed-mean`, `multi-krum`) of the
     /// rules the Byzantine runs try; empty for all of
     /// [`Options::byzantine_rules`].
@@ -175,6 +184,8 @@ impl Default for Options {
             byzantine_skip_correction: false,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
+            save_federated: None,
+            federated_from: None,
             byzantine_rule_names: Vec::new(),
             flip_scale: 4.0,
             scale_factor: 10.0,
@@ -294,6 +305,9 @@ pub enum BenchError {
     /// Building, training or scoring a model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The global model could not be written to or read from its file.
+    #[error(transparent)]
+    ModelFile(#[from] FileError),
     /// Local-only (custom) training failed.
     #[error(transparent)]
     Custom(#[from] CustomError),
@@ -460,6 +474,12 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
             layers,
         });
     }
+    if opts.federated_from.is_some() && opts.byzantine_fraction > 0.0 {
+        return Err(BenchError::BadOptions(
+            "a global model read from a file needs byzantine_fraction 0: \
+             the Byzantine runs start from the campaign",
+        ));
+    }
     let rate = opts.personalise_learning_rate;
     if opts.personalise_layers > 0 && !(rate.is_finite() && rate > 0.0) {
         return Err(BenchError::BadOptions(
@@ -503,21 +523,53 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
     let central = baseline::central(&schema, &orgs, &opts.baseline())?;
     wall.central = lap(&mut phase);
 
-    progress(&format!(
-        "federated: {}, {} rounds × {} local epochs, drift correction {}",
-        opts.rule,
-        opts.rounds,
-        opts.local_epochs,
-        on_off(opts.drift_correction, opts.rule)
-    ));
-    let run = campaign::run(
-        &schema,
-        &orgs,
-        &opts.campaign(opts.rule, true),
-        None,
-        progress,
-    )?;
-    let federated_model = model_of(&schema, &run, opts.device)?;
+    let (federated_model, federated, run) = match &opts.federated_from {
+        Some(path) => {
+            progress(&format!(
+                "federated: the global model read from {} (no campaign run)",
+                path.display()
+            ));
+            let model = Model::load(&schema, path, opts.device)?;
+            let federated = FederatedReport {
+                rule: opts.rule,
+                model_hash: model_hash(&model.flat_weights()).to_string(),
+                rounds: Vec::new(),
+                rejections: BTreeMap::new(),
+            };
+            (model, federated, None)
+        }
+        None => {
+            progress(&format!(
+                "federated: {}, {} rounds × {} local epochs, drift correction {}",
+                opts.rule,
+                opts.rounds,
+                opts.local_epochs,
+                on_off(opts.drift_correction, opts.rule)
+            ));
+            let run = campaign::run(
+                &schema,
+                &orgs,
+                &opts.campaign(opts.rule, true),
+                None,
+                progress,
+            )?;
+            let model = model_of(&schema, &run, opts.device)?;
+            if let Some(path) = &opts.save_federated {
+                model.save(path)?;
+                progress(&format!(
+                    "federated: global model written to {}",
+                    path.display()
+                ));
+            }
+            let federated = FederatedReport {
+                rule: opts.rule,
+                model_hash: run.model_hash.clone(),
+                rounds: run.rounds.clone(),
+                rejections: run.rejections.clone(),
+            };
+            (model, federated, Some(run))
+        }
+    };
     let federated_scores = baseline::score_all(&federated_model, &orgs)?;
     wall.federated = lap(&mut phase);
 
@@ -544,12 +596,13 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
     };
     wall.personalised = lap(&mut phase);
 
-    let byzantine_report = if byzantine.is_empty() {
-        None
-    } else {
-        Some(byzantine_runs(
-            &schema, &orgs, &byzantine, opts, &run, progress,
-        )?)
+    // `run` is absent only for a model read from a file, which the
+    // options check above allows only without Byzantine participants.
+    let byzantine_report = match &run {
+        Some(run) if !byzantine.is_empty() => Some(byzantine_runs(
+            &schema, &orgs, &byzantine, opts, run, progress,
+        )?),
+        _ => None,
     };
     wall.byzantine = lap(&mut phase);
 
@@ -568,12 +621,6 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
             personalised: personalised.as_ref().map(|p| p[i]),
         })
         .collect();
-    let federated = FederatedReport {
-        rule: opts.rule,
-        model_hash: run.model_hash,
-        rounds: run.rounds,
-        rejections: run.rejections,
-    };
     let checks = targets::check(&org_reports, byzantine_report.as_ref());
     wall.total = started.elapsed().as_secs_f64();
     Ok(Report {

@@ -93,6 +93,14 @@ struct FederatedArgs {
     /// Fraction of Byzantine participants (0 skips the Byzantine runs).
     #[arg(long, default_value_t = Options::default().byzantine_fraction)]
     byzantine_fraction: f64,
+    /// Write the campaign's global model to this file (safetensors).
+    #[arg(long)]
+    save_federated: Option<PathBuf>,
+    /// Read the global model from this file (one --save-federated wrote
+    /// with the same model, organisations and seed) instead of running the
+    /// campaign; needs --byzantine-fraction 0.
+    #[arg(long)]
+    federated_from: Option<PathBuf>,
     /// Run the Byzantine runs for this rule only (fedavg, median,
     /// trimmed-mean, multi-krum); repeat for several; all when left out.
     #[arg(long = "byzantine-rule", value_parser = ["fedavg", "median", "trimmed-mean", "multi-krum"])]
@@ -175,6 +183,8 @@ fn federated(a: FederatedArgs) -> Result<()> {
         drift_correction: a.drift_correction,
         max_update_norm: a.max_update_norm,
         byzantine_fraction: a.byzantine_fraction,
+        save_federated: a.save_federated,
+        federated_from: a.federated_from,
         byzantine_rule_names: a.byzantine_rules,
         byzantine_skip_correction: a.byzantine_skip_correction,
         flip_scale: a.flip_scale,
