@@ -119,7 +119,7 @@ pub struct TransferReport {
 }
 
 /// Copies `base`, retrains only its last `k_last_layers` Linear layers on
-/// the earliest rows of `data` (all of them, to personalise a federated
+/// the earliest rows of `data` (all its layers, to personalise a federated
 /// model, is what measured best: see [`DEFAULT_FINE_TUNE_LEARNING_RATE`]),
 /// and scores base, fine-tuned and
 /// from-scratch models on the latest rows.

@@ -328,6 +328,50 @@ fn a_saved_global_model_read_back_gives_the_same_report_without_a_campaign() {
         lines.iter().any(|l| l.contains("no campaign run")),
         "{lines:?}"
     );
+    assert!(bench::render::render(&read).contains("no campaign ran for this report"));
+
+    // Another personalising rate on the same global model changes only the
+    // personalised scores.
+    let faster = bench::federated(
+        &Options {
+            byzantine_fraction: 0.0,
+            federated_from: Some(file.clone()),
+            personalise_learning_rate: 0.01,
+            ..tiny()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        faster
+            .orgs
+            .iter()
+            .zip(&read.orgs)
+            .all(|(a, b)| a.federated == b.federated)
+    );
+    assert!(
+        faster
+            .orgs
+            .iter()
+            .zip(&read.orgs)
+            .any(|(a, b)| a.personalised != b.personalised)
+    );
+
+    // Reading and saving at once is refused.
+    let err = bench::federated(
+        &Options {
+            byzantine_fraction: 0.0,
+            federated_from: Some(file.clone()),
+            save_federated: Some(dir.path().join("other.safetensors")),
+            ..tiny()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, bench::BenchError::BadOptions(m) if m.contains("not both")),
+        "{err}"
+    );
 
     // The Byzantine runs need the campaign.
     let err = bench::federated(

@@ -78,19 +78,20 @@ pub enum LearnCommand {
         /// The model.
         #[arg(long)]
         model: String,
-        /// Layers to fine-tune, the last ones (all of a built-in model's
-        /// three to personalise a campaign's model).
+        /// Layers to fine-tune, the last ones; all of them (a built-in
+        /// model has 3, a schema with h hidden layers h + 1) to personalise
+        /// a campaign's model.
         #[arg(long, default_value_t = 1)]
         k: usize,
         /// A base model as safetensors; default the active version.
         #[arg(long)]
         base: Option<PathBuf>,
-        /// Passes over the training rows (default 80).
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Adam's learning rate (default 0.0002).
-        #[arg(long)]
-        learning_rate: Option<f64>,
+        /// Passes over the training rows.
+        #[arg(long, default_value_t = mc_learn::transfer::DEFAULT_FINE_TUNE_EPOCHS)]
+        epochs: usize,
+        /// Adam's learning rate.
+        #[arg(long, default_value_t = mc_learn::transfer::DEFAULT_FINE_TUNE_LEARNING_RATE)]
+        learning_rate: f64,
     },
     /// Save the active version as safetensors.
     Weights {
@@ -213,13 +214,9 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
                 }
                 None => Vec::new(),
             };
-            let mut path = format!("/v1/models/{model}/transfer?k={k}");
-            if let Some(epochs) = epochs {
-                path.push_str(&format!("&epochs={epochs}"));
-            }
-            if let Some(rate) = learning_rate {
-                path.push_str(&format!("&learning_rate={rate}"));
-            }
+            let path = format!(
+                "/v1/models/{model}/transfer?k={k}&epochs={epochs}&learning_rate={learning_rate}"
+            );
             c.print(c.post(&path, body).await?)
         }
         LearnCommand::Weights { model, out } => {

@@ -174,8 +174,25 @@ pub struct TrainSummary {
     pub baseline_vs_custom: serde_json::Value,
 }
 
+/// Most epochs a training or transfer request may ask for.
+pub const MAX_EPOCHS: usize = 10_000;
+/// Largest learning rate a transfer request may ask for.
+pub const MAX_LEARNING_RATE: f64 = 10.0;
+
+/// `epochs` if it is 1..=[`MAX_EPOCHS`].
+fn check_epochs(epochs: usize) -> Result<usize, LearnApiError> {
+    if epochs == 0 || epochs > MAX_EPOCHS {
+        return Err(LearnApiError::BadRequest(format!(
+            "epochs must be 1-{MAX_EPOCHS}, not {epochs}"
+        )));
+    }
+    Ok(epochs)
+}
+
 /// How long and how fast transfer learning fine-tunes; `None` for
-/// [`transfer::Options::default`]'s.
+/// [`transfer::Options::default`]'s. The from-scratch model the report
+/// compares with trains with [`mc_learn::TrainConfig`]'s defaults either
+/// way.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tuning {
     /// Passes over the training rows.
@@ -468,10 +485,7 @@ impl LearnService {
             .ok_or_else(|| LearnApiError::NoData(name.to_string()))?;
         let mut opts = custom::Options::default();
         if let Some(e) = request.epochs {
-            if e == 0 || e > 10_000 {
-                return Err(LearnApiError::BadRequest("epochs must be 1-10000".into()));
-            }
-            opts.train.epochs = e;
+            opts.train.epochs = check_epochs(e)?;
         }
         if let Some(f) = request.activation_floor {
             opts.activation_floor = f;
@@ -523,6 +537,18 @@ impl LearnService {
         tuning: Tuning,
         now_ms: u64,
     ) -> Result<TransferSummary, LearnApiError> {
+        let mut opts = transfer::Options::default();
+        if let Some(epochs) = tuning.epochs {
+            opts.fine_tune_epochs = check_epochs(epochs)?;
+        }
+        if let Some(rate) = tuning.learning_rate {
+            if !(rate.is_finite() && rate > 0.0 && rate <= MAX_LEARNING_RATE) {
+                return Err(LearnApiError::BadRequest(format!(
+                    "learning_rate must be a number in (0, {MAX_LEARNING_RATE}], not {rate}"
+                )));
+            }
+            opts.fine_tune_learning_rate = rate;
+        }
         let schema = self.schema(name)?;
         let data = self
             .dataset(name)?
@@ -540,13 +566,6 @@ impl LearnService {
                 (model, format!("version {}", meta.version))
             }
         };
-        let mut opts = transfer::Options::default();
-        if let Some(epochs) = tuning.epochs {
-            opts.fine_tune_epochs = epochs;
-        }
-        if let Some(rate) = tuning.learning_rate {
-            opts.fine_tune_learning_rate = rate;
-        }
         let report = transfer::fine_tune(&base, &data, k, &opts)?;
         let meta = VersionMeta {
             version: 0,

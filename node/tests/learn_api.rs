@@ -145,11 +145,15 @@ async fn custom_and_transfer_training_report_their_figures() -> Result<()> {
         "{base}/v1/models/latency/transfer?k=1&epochs=5&learning_rate=-1"
     )))
     .await?;
-    assert_eq!(status, 422, "{refused}");
+    assert_eq!(status, 400, "{refused}");
     assert!(
         refused.to_string().contains("learning_rate"),
         "the error names the bad setting: {refused}"
     );
+    let (status, refused) =
+        send(http.post(format!("{base}/v1/models/latency/transfer?k=1&epochs=0"))).await?;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("epochs"), "{refused}");
 
     let (status, transfer) = send(http.post(format!(
         "{base}/v1/models/latency/transfer?k=1&epochs=5&learning_rate=0.001"

@@ -474,6 +474,11 @@ pub fn federated(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Repor
             layers,
         });
     }
+    if opts.federated_from.is_some() && opts.save_federated.is_some() {
+        return Err(BenchError::BadOptions(
+            "read the global model from a file or save the campaign's, not both",
+        ));
+    }
     if opts.federated_from.is_some() && opts.byzantine_fraction > 0.0 {
         return Err(BenchError::BadOptions(
             "a global model read from a file needs byzantine_fraction 0: \

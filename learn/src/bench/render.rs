@@ -20,23 +20,29 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         "mc-learn bench federated: model {} ({} parameters), {} organisations, seed {}, device {:?}",
         o.model, r.num_params, o.orgs, o.seed, o.device
     )?;
+    let federated = match &o.federated_from {
+        Some(path) => format!(
+            "federated: the global model read from {} (no campaign ran for this report)",
+            path.display()
+        ),
+        None => format!(
+            "federated: {}, {} rounds × {} local epochs, batch {}, lr {}, drift correction {}, \
+             max update norm {}",
+            o.rule,
+            o.rounds,
+            o.local_epochs,
+            o.batch_size,
+            o.learning_rate,
+            super::on_off(o.drift_correction, o.rule),
+            o.max_update_norm
+        ),
+    };
     writeln!(
         out,
-        "federated: {}, {} rounds × {} local epochs, batch {}, lr {}, drift correction {}, \
-         max update norm {}; local-only and central: {} epochs, TrainConfig defaults; \
+        "{federated}; local-only and central: {} epochs, TrainConfig defaults; \
          personalised: the federated model's last {} layers retrained by each organisation \
          for {} epochs at lr {}",
-        o.rule,
-        o.rounds,
-        o.local_epochs,
-        o.batch_size,
-        o.learning_rate,
-        super::on_off(o.drift_correction, o.rule),
-        o.max_update_norm,
-        o.baseline_epochs,
-        o.personalise_layers,
-        o.personalise_epochs,
-        o.personalise_learning_rate
+        o.baseline_epochs, o.personalise_layers, o.personalise_epochs, o.personalise_learning_rate
     )?;
     writeln!(
         out,

@@ -99,7 +99,7 @@ struct FederatedArgs {
     /// Read the global model from this file (one --save-federated wrote
     /// with the same model, organisations and seed) instead of running the
     /// campaign; needs --byzantine-fraction 0.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "save_federated")]
     federated_from: Option<PathBuf>,
     /// Run the Byzantine runs for this rule only (fedavg, median,
     /// trimmed-mean, multi-krum); repeat for several; all when left out.
