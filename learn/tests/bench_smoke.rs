@@ -357,47 +357,36 @@ fn a_saved_global_model_read_back_gives_the_same_report_without_a_campaign() {
             .any(|(a, b)| a.personalised != b.personalised)
     );
 
+    let refused = |opts: Options| bench::federated(&opts, &mut |_| {}).unwrap_err();
+
     // Reading and saving at once is refused.
-    let err = bench::federated(
-        &Options {
-            byzantine_fraction: 0.0,
-            federated_from: Some(file.clone()),
-            save_federated: Some(dir.path().join("other.safetensors")),
-            ..tiny()
-        },
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = refused(Options {
+        byzantine_fraction: 0.0,
+        federated_from: Some(file.clone()),
+        save_federated: Some(dir.path().join("other.safetensors")),
+        ..tiny()
+    });
     assert!(
         matches!(err, bench::BenchError::BadOptions(m) if m.contains("not both")),
         "{err}"
     );
 
     // The Byzantine runs need the campaign.
-    let err = bench::federated(
-        &Options {
-            federated_from: Some(file),
-            ..tiny()
-        },
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = refused(Options {
+        federated_from: Some(file),
+        ..tiny()
+    });
     assert!(
         matches!(err, bench::BenchError::BadOptions(m) if m.contains("byzantine_fraction")),
         "{err}"
     );
 
     // A missing file is a typed error naming it.
-    let missing = dir.path().join("missing.safetensors");
-    let err = bench::federated(
-        &Options {
-            byzantine_fraction: 0.0,
-            federated_from: Some(missing),
-            ..tiny()
-        },
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = refused(Options {
+        byzantine_fraction: 0.0,
+        federated_from: Some(dir.path().join("missing.safetensors")),
+        ..tiny()
+    });
     assert!(
         matches!(err, bench::BenchError::ModelFile(_)) && err.to_string().contains("missing"),
         "{err}"

@@ -176,8 +176,6 @@ pub struct TrainSummary {
 
 /// Most epochs a training or transfer request may ask for.
 pub const MAX_EPOCHS: usize = 10_000;
-/// Largest learning rate a transfer request may ask for.
-pub const MAX_LEARNING_RATE: f64 = 10.0;
 
 /// `epochs` if it is 1..=[`MAX_EPOCHS`].
 fn check_epochs(epochs: usize) -> Result<usize, LearnApiError> {
@@ -542,11 +540,7 @@ impl LearnService {
             opts.fine_tune_epochs = check_epochs(epochs)?;
         }
         if let Some(rate) = tuning.learning_rate {
-            if !(rate.is_finite() && rate > 0.0 && rate <= MAX_LEARNING_RATE) {
-                return Err(LearnApiError::BadRequest(format!(
-                    "learning_rate must be a number in (0, {MAX_LEARNING_RATE}], not {rate}"
-                )));
-            }
+            crate::core::learning::check_learning_rate(rate).map_err(LearnApiError::BadRequest)?;
             opts.fine_tune_learning_rate = rate;
         }
         let schema = self.schema(name)?;

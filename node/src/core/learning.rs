@@ -461,6 +461,12 @@ fn check_local_training(batch_size: u32, learning_rate: f64) -> Result<(), Strin
             "batch_size must be 1-{MAX_CAMPAIGN_BATCH}, not {batch_size}"
         ));
     }
+    check_learning_rate(learning_rate)
+}
+
+/// Checks a learning rate a request asks for, a campaign's or transfer
+/// learning's: a number in (0, [`MAX_CAMPAIGN_LR`]].
+pub fn check_learning_rate(learning_rate: f64) -> Result<(), String> {
     if !(learning_rate.is_finite() && learning_rate > 0.0 && learning_rate <= MAX_CAMPAIGN_LR) {
         return Err(format!(
             "learning_rate must be a number in (0, {MAX_CAMPAIGN_LR}], not {learning_rate}"
