@@ -103,12 +103,31 @@ async fn peers_report_sync_state() -> Result<()> {
 
     // After a few sync rounds every peer entry is in sync with a recent sync
     // time, and every node reports the same heads.
+    // What the nodes said last, so that a timeout shows which condition failed.
+    let mut last_seen = String::new();
     wait_until(
         "every peer to be in sync after a recent sync",
         TIMEOUT,
         POLL,
         async || {
             let statuses = cluster.statuses().await?;
+            last_seen = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let peers: Vec<String> = s
+                        .peers
+                        .iter()
+                        .map(|p| format!("in_sync {} last_sync_ms {:?}", p.in_sync, p.last_sync_ms))
+                        .collect();
+                    format!(
+                        "node {i}: heads {:?}; peers [{}]",
+                        s.knowledge.heads,
+                        peers.join("; ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
             let heads = &statuses[0].knowledge.heads;
             Ok(statuses.iter().all(|s| {
                 s.knowledge.heads == *heads
@@ -119,7 +138,8 @@ async fn peers_report_sync_state() -> Result<()> {
             }))
         },
     )
-    .await?;
+    .await
+    .with_context(|| format!("last statuses (written at {before}):\n{last_seen}"))?;
     for (i, status) in cluster.statuses().await?.iter().enumerate() {
         for peer in &status.peers {
             let t = peer.last_sync_ms.context("last_sync_ms vanished")?;
