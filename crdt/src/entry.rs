@@ -8,15 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, Json};
 
 /// One entry of the knowledge base, as returned by reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The key the entry is stored under.
     pub key: String,
-    /// The JSON value written by the last winning `put`.
-    pub value: serde_json::Value,
+    /// The JSON value written by the last winning `put`, as its exact text.
+    pub value: Json,
     /// Who wrote it (free-form, supplied by the caller of `put`).
     pub author: String,
     /// The writer's wall-clock time in milliseconds since the Unix epoch, as given to `put`.
@@ -27,17 +27,13 @@ pub struct Entry {
 /// The on-document JSON form of an entry (the key is the map key, so it is not repeated).
 #[derive(Serialize, Deserialize)]
 struct StoredEntry<'a> {
-    v: std::borrow::Cow<'a, serde_json::Value>,
+    v: std::borrow::Cow<'a, Json>,
     a: std::borrow::Cow<'a, str>,
     t: u64,
 }
 
 /// Encodes an entry into the string scalar stored in the document.
-pub(crate) fn encode(
-    value: &serde_json::Value,
-    author: &str,
-    now_ms: u64,
-) -> Result<String, Error> {
+pub(crate) fn encode(value: &Json, author: &str, now_ms: u64) -> Result<String, Error> {
     let stored = StoredEntry {
         v: std::borrow::Cow::Borrowed(value),
         a: std::borrow::Cow::Borrowed(author),
@@ -73,7 +69,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_stored_form() {
-        let value = json!({"status": "nominal", "crew": [1, 2, 3], "pi": 3.5, "none": null});
+        let value =
+            Json::from(json!({"status": "nominal", "crew": [1, 2, 3], "pi": 3.5, "none": null}));
         let text = encode(&value, "houston", 42).unwrap();
         let entry = decode("k", Ok(&text)).unwrap();
         assert_eq!(

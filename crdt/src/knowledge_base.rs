@@ -8,7 +8,7 @@ use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, 
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{self, Entry};
-use crate::{Error, chunks};
+use crate::{Error, Json, chunks};
 
 /// Name of the root map holding every entry.
 pub(crate) const ENTRIES: &str = "entries";
@@ -53,6 +53,25 @@ pub struct KnowledgeBase {
     /// top of a fully saved document, so that [`Self::save_incremental`] need not rebuild the
     /// bytes Automerge just parsed (see [`UnsavedChange`]).
     pub(crate) unsaved: Option<UnsavedChange>,
+    /// Local changes made since the last [`KnowledgeBase::take_local_changes`], oldest first.
+    pub(crate) unpublished: Vec<ChangeHash>,
+}
+
+/// One write of a [`KnowledgeBase::apply_writes`] batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: &'a str,
+        /// The value.
+        value: &'a Json,
+    },
+    /// Remove `key` (nothing happens if it is absent).
+    Delete {
+        /// The key.
+        key: &'a str,
+    },
 }
 
 /// The raw bytes of the only change applied since the last save, and the heads they are valid
@@ -131,6 +150,7 @@ impl KnowledgeBase {
             max_incrementals: DEFAULT_MAX_INCREMENTALS,
             max_incremental_bytes: DEFAULT_MAX_INCREMENTAL_BYTES,
             unsaved: None,
+            unpublished: Vec::new(),
         }
     }
 
@@ -154,28 +174,65 @@ impl KnowledgeBase {
     /// Commits the pending operations as one change stamped with `time_ms`.
     fn commit(&mut self, time_ms: u64) {
         let time = i64::try_from(time_ms).unwrap_or(i64::MAX);
-        self.doc
-            .commit_with(CommitOptions::default().with_time(time));
+        if let Some(hash) = self
+            .doc
+            .commit_with(CommitOptions::default().with_time(time))
+        {
+            self.unpublished.push(hash);
+        }
     }
 
     /// Writes `value` under `key`, replacing any previous entry, as one Automerge change.
     ///
     /// `author` and `now_ms` are stored with the value; `now_ms` is also the change's timestamp.
-    pub fn put(
+    pub fn put(&mut self, key: &str, value: &Json, author: &str, now_ms: u64) -> Result<(), Error> {
+        self.apply_writes(&[Write::Put { key, value }], author, now_ms)
+            .map(|_| ())
+    }
+
+    /// Applies many writes as **one** Automerge change, in order (a later write to a key wins
+    /// over an earlier one of the same batch). Returns, per write, whether it changed the
+    /// document: a put always does, a delete only when the key held a value.
+    ///
+    /// One change for a batch is what makes a burst of writes cheap: one change header and
+    /// hash, one incremental save, one gossip message. If any write fails, none is applied.
+    pub fn apply_writes(
         &mut self,
-        key: &str,
-        value: &serde_json::Value,
+        writes: &[Write<'_>],
         author: &str,
         now_ms: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<bool>, Error> {
         let entries = self.entries_obj()?;
-        let encoded = entry::encode(value, author, now_ms)?;
-        if let Err(err) = self.doc.put(&entries, key, encoded) {
-            self.doc.rollback();
-            return Err(err.into());
+        let mut changed = Vec::with_capacity(writes.len());
+        for write in writes {
+            let result = match *write {
+                Write::Put { key, value } => entry::encode(value, author, now_ms)
+                    .and_then(|encoded| Ok(self.doc.put(&entries, key, encoded)?))
+                    .map(|()| true),
+                Write::Delete { key } => match self.doc.get(&entries, key) {
+                    Ok(Some(_)) => self
+                        .doc
+                        .delete(&entries, key)
+                        .map(|()| true)
+                        .map_err(Error::from),
+                    Ok(None) => Ok(false),
+                    Err(error) => Err(error.into()),
+                },
+            };
+            match result {
+                Ok(did) => changed.push(did),
+                Err(error) => {
+                    self.doc.rollback();
+                    return Err(error);
+                }
+            }
         }
-        self.commit(now_ms);
-        Ok(())
+        if changed.iter().any(|c| *c) {
+            self.commit(now_ms);
+        } else {
+            self.doc.rollback();
+        }
+        Ok(changed)
     }
 
     /// The entry under `key`, if any.
@@ -200,16 +257,8 @@ impl KnowledgeBase {
     ///
     /// The change carries timestamp 0: the API has no clock input for deletions.
     pub fn delete(&mut self, key: &str) -> Result<bool, Error> {
-        if !self.contains_key(key)? {
-            return Ok(false);
-        }
-        let entries = self.entries_obj()?;
-        if let Err(err) = self.doc.delete(&entries, key) {
-            self.doc.rollback();
-            return Err(err.into());
-        }
-        self.commit(0);
-        Ok(true)
+        let changed = self.apply_writes(&[Write::Delete { key }], "", 0)?;
+        Ok(changed.first().copied().unwrap_or(false))
     }
 
     /// Entries whose key starts with `prefix` (`""` lists everything), sorted by key.
@@ -265,6 +314,19 @@ impl KnowledgeBase {
         self.doc
             .get_last_local_change()
             .map(|change| change.raw_bytes().to_vec())
+    }
+
+    /// The raw bytes of every local change made since the previous call (concatenated, oldest
+    /// first), for gossip: what a batch of writes added, even when other changes were applied
+    /// in between. Empty when there are none.
+    pub fn take_local_changes(&mut self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for hash in std::mem::take(&mut self.unpublished) {
+            if let Some(change) = self.doc.get_change_by_hash(&hash) {
+                bytes.extend_from_slice(change.raw_bytes());
+            }
+        }
+        bytes
     }
 
     /// Applies changes received by gossip: one or more concatenated raw changes, compressed

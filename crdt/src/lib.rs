@@ -12,9 +12,9 @@
 //! ## What goes in and out
 //!
 //! * **Local edits**: [`KnowledgeBase::put`], [`KnowledgeBase::delete`]; each is one Automerge
-//!   change. Reads: [`KnowledgeBase::get`], [`KnowledgeBase::list`].
-//! * **Gossip**: after an edit, [`KnowledgeBase::last_local_change`] gives that change's bytes to
-//!   broadcast; peers feed them to [`KnowledgeBase::apply_changes`] (order does not matter —
+//!   change. [`KnowledgeBase::apply_writes`] makes a batch of them one change. Reads: [`KnowledgeBase::get`], [`KnowledgeBase::list`].
+//! * **Gossip**: after edits, [`KnowledgeBase::take_local_changes`] gives the bytes of every local
+//!   change not yet handed out, to broadcast; peers feed them to [`KnowledgeBase::apply_changes`] (order does not matter —
 //!   changes with missing dependencies are queued until the dependencies arrive).
 //! * **Anti-entropy**: the Automerge sync protocol via [`KnowledgeBase::generate_sync_message`]
 //!   and [`KnowledgeBase::receive_sync_message`], with one [`SyncSession`] per peer. A periodic
@@ -60,12 +60,15 @@
 //! * `persistence` — load / incremental save / compaction policy.
 //! * `sync` — [`SyncSession`] and the sync-protocol methods.
 //! * `entry` — [`Entry`] and its stored JSON form.
+//! * `json` — [`Json`], a JSON value kept as its exact text, so that what a client writes is
+//!   what every replica reads back (every digit of every number).
 //! * `chunks` — strict decoding of Automerge binary chunks.
 //! * `error` — [`Error`].
 
 mod chunks;
 mod entry;
 mod error;
+mod json;
 mod knowledge_base;
 mod persistence;
 mod sync;
@@ -73,7 +76,8 @@ mod sync;
 pub use automerge::ActorId;
 pub use entry::Entry;
 pub use error::Error;
+pub use json::{InvalidJson, Json};
 pub use knowledge_base::{
-    DEFAULT_MAX_INCREMENTAL_BYTES, DEFAULT_MAX_INCREMENTALS, DocStats, KnowledgeBase,
+    DEFAULT_MAX_INCREMENTAL_BYTES, DEFAULT_MAX_INCREMENTALS, DocStats, KnowledgeBase, Write,
 };
 pub use sync::SyncSession;

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{actor, sync_pair};
-use mc_crdt::{Entry, KnowledgeBase, SyncSession};
+use mc_crdt::{Entry, Json, KnowledgeBase, SyncSession};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -116,6 +116,7 @@ impl Mesh {
                 value,
             } => {
                 let r = replica % n;
+                let value = Json::from(value.clone());
                 let written = Entry {
                     key: KEYS[*key].to_owned(),
                     value: value.clone(),
@@ -123,7 +124,7 @@ impl Mesh {
                     updated_at_ms: time,
                 };
                 self.replicas[r]
-                    .put(&written.key, value, &written.author, time)
+                    .put(&written.key, &value, &written.author, time)
                     .unwrap();
                 self.gossip
                     .push(self.replicas[r].last_local_change().unwrap());

@@ -5,13 +5,14 @@ mod common;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use common::{actor, sync_fresh};
-use mc_crdt::{Entry, Error, KnowledgeBase};
+use mc_crdt::Json;
+use mc_crdt::{Entry, Error, KnowledgeBase, Write};
 use serde_json::json;
 
 fn entry(key: &str, value: serde_json::Value, author: &str, t: u64) -> Entry {
     Entry {
         key: key.into(),
-        value,
+        value: value.into(),
         author: author.into(),
         updated_at_ms: t,
     }
@@ -34,13 +35,14 @@ fn put_get_overwrite_and_delete() {
     let mut kb = KnowledgeBase::new(actor(1));
     assert!(kb.is_empty());
     assert_eq!(kb.get("missing").unwrap(), None);
-    kb.put("sat/1", &json!({"alt_km": 550}), "houston", 10)
+    kb.put("sat/1", &Json::from(json!({"alt_km": 550})), "houston", 10)
         .unwrap();
     assert_eq!(
         kb.get("sat/1").unwrap(),
         Some(entry("sat/1", json!({"alt_km": 550}), "houston", 10))
     );
-    kb.put("sat/1", &json!("decayed"), "kourou", 20).unwrap();
+    kb.put("sat/1", &Json::from(json!("decayed")), "kourou", 20)
+        .unwrap();
     assert_eq!(
         kb.get("sat/1").unwrap(),
         Some(entry("sat/1", json!("decayed"), "kourou", 20))
@@ -71,7 +73,7 @@ fn list_filters_by_prefix_and_sorts_by_key() {
         "A",
     ];
     for (i, key) in keys.iter().enumerate() {
-        kb.put(key, &json!(i), "t", i as u64).unwrap();
+        kb.put(key, &Json::from(json!(i)), "t", i as u64).unwrap();
     }
     let all: Vec<String> = kb.list("").unwrap().into_iter().map(|e| e.key).collect();
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
@@ -115,8 +117,8 @@ fn heads_and_stats_track_changes() {
     assert_eq!(stats.changes, 1);
     assert_eq!(stats.entries, 0);
 
-    fresh_a.put("k", &json!(1), "a", 1).unwrap();
-    fresh_b.put("k", &json!(2), "b", 1).unwrap();
+    fresh_a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
+    fresh_b.put("k", &Json::from(json!(2)), "b", 1).unwrap();
     assert_ne!(fresh_a.heads(), fresh_b.heads());
     sync_fresh(&mut fresh_a, &mut fresh_b);
     let heads = fresh_a.heads();
@@ -139,8 +141,8 @@ fn replicas_share_the_entries_map() {
     // change each would create its own "entries" map and one side's keys would be lost.
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("from-a", &json!(1), "a", 1).unwrap();
-    b.put("from-b", &json!(2), "b", 2).unwrap();
+    a.put("from-a", &Json::from(json!(1)), "a", 1).unwrap();
+    b.put("from-b", &Json::from(json!(2)), "b", 2).unwrap();
     assert!(a.apply_changes(&b.last_local_change().unwrap()).unwrap());
     assert_eq!(a.len(), 2);
     assert_eq!(a.get("from-b").unwrap().unwrap().author, "b");
@@ -150,8 +152,10 @@ fn replicas_share_the_entries_map() {
 fn concurrent_puts_resolve_to_one_whole_entry() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("k", &json!({"x": 1}), "alice", 100).unwrap();
-    b.put("k", &json!({"y": 2}), "bob", 200).unwrap();
+    a.put("k", &Json::from(json!({"x": 1})), "alice", 100)
+        .unwrap();
+    b.put("k", &Json::from(json!({"y": 2})), "bob", 200)
+        .unwrap();
     sync_fresh(&mut a, &mut b);
     let winner = a.get("k").unwrap().unwrap();
     assert_eq!(Some(winner.clone()), b.get("k").unwrap());
@@ -165,7 +169,7 @@ fn concurrent_puts_resolve_to_one_whole_entry() {
 fn last_local_change_tracks_local_writes_only() {
     let mut a = KnowledgeBase::new(actor(1));
     assert_eq!(a.last_local_change(), None);
-    a.put("k", &json!(1), "a", 1).unwrap();
+    a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
     let first = a.last_local_change().unwrap();
     // Deleting an absent key makes no change.
     assert!(!a.delete("other").unwrap());
@@ -184,7 +188,8 @@ fn apply_changes_queues_out_of_order_changes() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut gossip = Vec::new();
     for i in 0..3 {
-        a.put(&format!("k{i}"), &json!(i), "a", i).unwrap();
+        a.put(&format!("k{i}"), &Json::from(json!(i)), "a", i)
+            .unwrap();
         gossip.push(a.last_local_change().unwrap());
     }
     let mut b = KnowledgeBase::new(actor(2));
@@ -212,10 +217,10 @@ fn apply_changes_queues_out_of_order_changes() {
 #[test]
 fn garbage_gossip_is_rejected_without_effect() {
     let mut a = KnowledgeBase::new(actor(1));
-    a.put("k", &json!(1), "a", 1).unwrap();
+    a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
     let good = a.last_local_change().unwrap();
     let mut b = KnowledgeBase::new(actor(2));
-    b.put("mine", &json!(true), "b", 1).unwrap();
+    b.put("mine", &Json::from(json!(true)), "b", 1).unwrap();
     let heads = b.heads();
     let listing = b.list("").unwrap();
 
@@ -242,7 +247,7 @@ fn garbage_gossip_is_rejected_without_effect() {
 #[test]
 fn malformed_values_from_a_buggy_peer_do_not_panic() {
     let mut kb = KnowledgeBase::new(actor(1));
-    kb.put("good", &json!(1), "a", 1).unwrap();
+    kb.put("good", &Json::from(json!(1)), "a", 1).unwrap();
     let mut peer = raw_peer(&mut kb);
     let (_, entries) = peer.get(ROOT, "entries").unwrap().unwrap();
     peer.put(&entries, "int", 42_i64).unwrap();
@@ -261,7 +266,7 @@ fn malformed_values_from_a_buggy_peer_do_not_panic() {
     assert_eq!(listed, ["good"], "malformed entries are skipped by list");
     assert_eq!(kb.len(), 4, "len counts every key");
     // A malformed key can still be overwritten or deleted.
-    kb.put("int", &json!("fixed"), "a", 2).unwrap();
+    kb.put("int", &Json::from(json!("fixed")), "a", 2).unwrap();
     assert_eq!(kb.get("int").unwrap().unwrap().value, json!("fixed"));
     assert!(kb.delete("text").unwrap());
 
@@ -271,8 +276,60 @@ fn malformed_values_from_a_buggy_peer_do_not_panic() {
     assert!(matches!(kb.get("good"), Err(Error::Layout(_))));
     assert!(matches!(kb.list(""), Err(Error::Layout(_))));
     assert!(matches!(
-        kb.put("x", &json!(1), "a", 3),
+        kb.put("x", &Json::from(json!(1)), "a", 3),
         Err(Error::Layout(_))
     ));
     assert_eq!(kb.len(), 0);
+}
+
+#[test]
+fn a_batch_of_writes_is_one_change_that_gossips_whole() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let before = a.stats().changes;
+    let values: Vec<Json> = (0..5).map(|i| Json::from(json!(i))).collect();
+    let mut writes: Vec<Write<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Write::Put {
+            key: ["k0", "k1", "k2", "k3", "k4"][i],
+            value,
+        })
+        .collect();
+    writes.push(Write::Delete { key: "k1" });
+    writes.push(Write::Delete { key: "absent" });
+    let changed = a.apply_writes(&writes, "writer", 7).unwrap();
+    assert_eq!(changed, [true, true, true, true, true, true, false]);
+    assert_eq!(a.stats().changes, before + 1, "the batch is one change");
+    assert_eq!(
+        a.get("k1").unwrap(),
+        None,
+        "a later write in the batch wins"
+    );
+    assert_eq!(a.get("k4").unwrap().unwrap().updated_at_ms, 7);
+
+    // A single put afterwards is a second change; both travel in one gossip payload.
+    a.put("k9", &Json::from(json!(9)), "writer", 8).unwrap();
+    let gossip = a.take_local_changes();
+    assert!(
+        a.take_local_changes().is_empty(),
+        "changes are handed out once"
+    );
+    let mut b = KnowledgeBase::new(actor(2));
+    assert!(b.apply_changes(&gossip).unwrap());
+    let keys: Vec<String> = b.list("").unwrap().into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["k0", "k2", "k3", "k4", "k9"]);
+    // Received changes are not this replica's to publish.
+    assert!(b.take_local_changes().is_empty());
+}
+
+#[test]
+fn a_batch_that_changes_nothing_makes_no_change() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let heads = a.heads();
+    let changed = a
+        .apply_writes(&[Write::Delete { key: "absent" }], "w", 1)
+        .unwrap();
+    assert_eq!(changed, [false]);
+    assert_eq!(a.heads(), heads);
+    assert!(a.take_local_changes().is_empty());
 }

@@ -1,5 +1,6 @@
 //! Snapshot + incremental persistence, compaction policy, and strict loading.
 
+use mc_crdt::Json;
 use mc_crdt::{ActorId, Error, KnowledgeBase};
 use serde_json::json;
 
@@ -11,10 +12,11 @@ fn actor(n: u8) -> ActorId {
 fn populated() -> (KnowledgeBase, Vec<Vec<u8>>) {
     let mut kb = KnowledgeBase::new(actor(1));
     let mut incrementals = Vec::new();
-    kb.put("a", &json!(1), "x", 1).unwrap();
-    kb.put("b", &json!([1, 2]), "x", 2).unwrap();
+    kb.put("a", &Json::from(json!(1)), "x", 1).unwrap();
+    kb.put("b", &Json::from(json!([1, 2])), "x", 2).unwrap();
     incrementals.push(kb.save_incremental());
-    kb.put("c", &json!({"n": null}), "y", 3).unwrap();
+    kb.put("c", &Json::from(json!({"n": null})), "y", 3)
+        .unwrap();
     incrementals.push(kb.save_incremental());
     kb.delete("a").unwrap();
     incrementals.push(kb.save_incremental());
@@ -64,7 +66,7 @@ fn compact_then_load_with_and_without_incrementals() {
     assert_eq!(loaded.list("").unwrap(), kb.list("").unwrap());
     assert!(loaded.save_incremental().is_empty());
 
-    kb.put("d", &json!("after"), "z", 4).unwrap();
+    kb.put("d", &Json::from(json!("after")), "z", 4).unwrap();
     let inc = kb.save_incremental();
     let mut loaded = KnowledgeBase::load(Some(&snapshot), [inc.as_slice()], actor(2)).unwrap();
     assert_eq!(loaded.heads(), kb.heads());
@@ -79,7 +81,7 @@ fn compact_then_load_with_and_without_incrementals() {
 fn reloaded_replica_keeps_writing_with_its_actor() {
     let (mut kb, incrementals) = populated();
     let mut reloaded = KnowledgeBase::load(None, slices(&incrementals), actor(1)).unwrap();
-    reloaded.put("e", &json!(5), "x", 5).unwrap();
+    reloaded.put("e", &Json::from(json!(5)), "x", 5).unwrap();
     let change = reloaded.last_local_change().unwrap();
     assert!(kb.apply_changes(&change).unwrap());
     assert_eq!(kb.heads(), reloaded.heads());
@@ -100,7 +102,7 @@ fn compaction_policy() {
     assert!(!kb.needs_compaction());
     kb.set_compaction_threshold(2, u64::MAX);
     for i in 0..3 {
-        kb.put("k", &json!(i), "x", i).unwrap();
+        kb.put("k", &Json::from(json!(i)), "x", i).unwrap();
         kb.save_incremental();
     }
     assert!(kb.needs_compaction());
@@ -108,7 +110,8 @@ fn compaction_policy() {
     assert!(!kb.needs_compaction());
 
     kb.set_compaction_threshold(usize::MAX, 100);
-    kb.put("big", &json!("x".repeat(200)), "x", 9).unwrap();
+    kb.put("big", &Json::from(json!("x".repeat(200))), "x", 9)
+        .unwrap();
     assert!(!kb.needs_compaction(), "only saved bytes count");
     kb.save_incremental();
     assert!(kb.needs_compaction());
@@ -160,7 +163,9 @@ fn gossiped_change_is_saved_once_as_received() {
     let mut reader = KnowledgeBase::new(actor(2));
     let mut chunks = vec![reader.save_incremental()];
     for i in 0..3 {
-        writer.put(&format!("k{i}"), &json!(i), "w", i).unwrap();
+        writer
+            .put(&format!("k{i}"), &Json::from(json!(i)), "w", i)
+            .unwrap();
         let change = writer.last_local_change().unwrap();
         assert!(reader.apply_changes(&change).unwrap());
         let saved = reader.save_incremental();
@@ -169,18 +174,18 @@ fn gossiped_change_is_saved_once_as_received() {
         assert!(reader.save_incremental().is_empty());
     }
     // A compaction in between: nothing is left to save afterwards.
-    writer.put("after", &json!(1), "w", 9).unwrap();
+    writer.put("after", &Json::from(json!(1)), "w", 9).unwrap();
     reader
         .apply_changes(&writer.last_local_change().unwrap())
         .unwrap();
     let snapshot = reader.compact();
     assert!(reader.save_incremental().is_empty());
     // A local write after a gossiped one, before saving: both are saved.
-    writer.put("g", &json!(1), "w", 10).unwrap();
+    writer.put("g", &Json::from(json!(1)), "w", 10).unwrap();
     reader
         .apply_changes(&writer.last_local_change().unwrap())
         .unwrap();
-    reader.put("local", &json!(2), "r", 11).unwrap();
+    reader.put("local", &Json::from(json!(2)), "r", 11).unwrap();
     let both = reader.save_incremental();
     let loaded = KnowledgeBase::load(Some(&snapshot), [both.as_slice()], actor(3)).unwrap();
     assert_eq!(loaded.list("").unwrap(), reader.list("").unwrap());

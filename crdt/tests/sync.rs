@@ -4,6 +4,7 @@ mod common;
 
 use automerge::sync::Message;
 use common::{actor, sync_fresh, sync_pair};
+use mc_crdt::Json;
 use mc_crdt::{Error, KnowledgeBase, SyncSession};
 use serde_json::json;
 
@@ -12,8 +13,10 @@ fn two_replicas_converge_and_report_in_sync() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
     for i in 0..10 {
-        a.put(&format!("a{i}"), &json!(i), "a", i).unwrap();
-        b.put(&format!("b{i}"), &json!(i), "b", i).unwrap();
+        a.put(&format!("a{i}"), &Json::from(json!(i)), "a", i)
+            .unwrap();
+        b.put(&format!("b{i}"), &Json::from(json!(i)), "b", i)
+            .unwrap();
     }
     let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
     assert!(!sa.in_sync_with(&mut a));
@@ -28,7 +31,7 @@ fn two_replicas_converge_and_report_in_sync() {
     assert_eq!(sa.peer_heads(), Some(a.heads()));
 
     // A local write puts the session out of sync until the next exchange.
-    a.put("new", &json!(true), "a", 99).unwrap();
+    a.put("new", &Json::from(json!(true)), "a", 99).unwrap();
     assert!(!sa.in_sync_with(&mut a));
     sync_pair(&mut a, &mut sa, &mut b, &mut sb);
     assert!(sa.in_sync_with(&mut a) && sb.in_sync_with(&mut b));
@@ -43,7 +46,7 @@ fn two_replicas_converge_and_report_in_sync() {
 fn receive_reports_whether_heads_changed() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("k", &json!(1), "a", 1).unwrap();
+    a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
     let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
     let mut changed = Vec::new();
     loop {
@@ -71,7 +74,7 @@ fn receive_reports_whether_heads_changed() {
 fn lost_message_stalls_until_reset() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("k", &json!(1), "a", 1).unwrap();
+    a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
     let mut sa = SyncSession::new();
     let mut sb = SyncSession::new();
     assert!(a.generate_sync_message(&mut sa).is_some()); // lost in transit
@@ -87,8 +90,8 @@ fn lost_message_stalls_until_reset() {
 fn garbage_sync_messages_are_rejected_without_effect() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("k", &json!(1), "a", 1).unwrap();
-    b.put("mine", &json!(2), "b", 1).unwrap();
+    a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
+    b.put("mine", &Json::from(json!(2)), "b", 1).unwrap();
     let heads = b.heads();
     let mut sb = SyncSession::new();
     for bytes in [&b""[..], b"garbage", &[0x42], &[0x42, 0xff, 0xff]] {
@@ -134,7 +137,8 @@ fn sync_delivers_changes_queued_from_gossip() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut gossip = Vec::new();
     for i in 0..4 {
-        a.put(&format!("k{i}"), &json!(i), "a", i).unwrap();
+        a.put(&format!("k{i}"), &Json::from(json!(i)), "a", i)
+            .unwrap();
         gossip.push(a.last_local_change().unwrap());
     }
     let mut b = KnowledgeBase::new(actor(2));
@@ -151,7 +155,7 @@ fn sync_delivers_changes_queued_from_gossip() {
 fn full_document_sync_into_a_fresh_replica() {
     let mut a = KnowledgeBase::new(actor(1));
     for i in 0..200 {
-        a.put(&format!("k{i:03}"), &json!({"i": i}), "a", i)
+        a.put(&format!("k{i:03}"), &Json::from(json!({"i": i})), "a", i)
             .unwrap();
     }
     let mut b = KnowledgeBase::new(actor(2));
@@ -166,14 +170,14 @@ fn full_document_sync_into_a_fresh_replica() {
 fn probes_carry_no_changes_and_still_repair_divergence() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("first", &json!(1), "a", 1).unwrap();
+    a.put("first", &Json::from(json!(1)), "a", 1).unwrap();
     let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
     sync_pair(&mut a, &mut sa, &mut b, &mut sb);
 
     // Both write; each change reaches the other side "by gossip".
-    a.put("x", &json!("a"), "a", 2).unwrap();
+    a.put("x", &Json::from(json!("a")), "a", 2).unwrap();
     let from_a = a.last_local_change().unwrap();
-    b.put("y", &json!("b"), "b", 3).unwrap();
+    b.put("y", &Json::from(json!("b")), "b", 3).unwrap();
     let from_b = b.last_local_change().unwrap();
     b.apply_changes(&from_a).unwrap();
     a.apply_changes(&from_b).unwrap();
@@ -195,7 +199,8 @@ fn probes_carry_no_changes_and_still_repair_divergence() {
 
     // Gossip lost a chain of two changes: a probe from either side repairs it.
     for (i, key) in ["p", "q"].iter().enumerate() {
-        a.put(key, &json!(i), "a", 10 + i as u64).unwrap();
+        a.put(key, &Json::from(json!(i)), "a", 10 + i as u64)
+            .unwrap();
     }
     for opener_is_a in [true, false] {
         let (mut c, mut d) = (
@@ -204,11 +209,11 @@ fn probes_carry_no_changes_and_still_repair_divergence() {
         );
         let (mut sc, mut sd) = (SyncSession::new(), SyncSession::new());
         sync_pair(&mut c, &mut sc, &mut d, &mut sd);
-        c.put("late", &json!(true), "c", 20).unwrap();
+        c.put("late", &Json::from(json!(true)), "c", 20).unwrap();
         if !opener_is_a {
             // The side that lacks the change opens the round: its own heads moved too (its
             // write did reach the other side).
-            d.put("d-side", &json!(1), "d", 21).unwrap();
+            d.put("d-side", &Json::from(json!(1)), "d", 21).unwrap();
             c.apply_changes(&d.last_local_change().unwrap()).unwrap();
         }
         let (opener, opener_session, other, other_session) = if opener_is_a {
@@ -230,7 +235,7 @@ fn probes_carry_no_changes_and_still_repair_divergence() {
 fn probe_falls_back_and_stays_quiet() {
     let mut a = KnowledgeBase::new(actor(1));
     let mut b = KnowledgeBase::new(actor(2));
-    a.put("k", &json!(1), "a", 1).unwrap();
+    a.put("k", &Json::from(json!(1)), "a", 1).unwrap();
     let (mut sa, mut sb) = (SyncSession::new(), SyncSession::new());
     let first = a.generate_sync_probe(&mut sa).unwrap();
     assert!(!Message::decode(&first).unwrap().have.is_empty());

@@ -3,7 +3,7 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/status` | the node's [`Status`](crate::core::Status) plus `http_addr` |
+//! | GET | `/status` | the node's [`Status`](mc_core::Status) plus `http_addr` |
 //! | PUT | `/v1/knowledge/{key}` | the stored entry, after it is durable |
 //! | GET | `/v1/knowledge/{key}` | the entry, or 404 |
 //! | DELETE | `/v1/knowledge/{key}` | 204, or 404 |
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{ApiError, ApiRequest, ApiResponse, LearnError};
+use mc_core::{ApiError, ApiRequest, ApiResponse, LearnError};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -55,8 +55,9 @@ pub struct AppState {
 pub struct EntryView {
     /// The key.
     pub key: String,
-    /// The stored JSON value.
-    pub value: serde_json::Value,
+    /// The stored JSON value, written back exactly as the client sent it
+    /// (less insignificant whitespace).
+    pub value: mc_crdt::Json,
     /// The peer id of the node that wrote it.
     pub author: String,
     /// When it was written, in Unix milliseconds.
@@ -259,7 +260,7 @@ async fn put_entry(
 ) -> Result<Response, HttpError> {
     let Path(key) = key?;
     let body = body?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    let value = mc_crdt::Json::from_slice(&body).map_err(|e| {
         HttpError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",

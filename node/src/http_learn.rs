@@ -33,9 +33,9 @@ use mc_learn_core::aggregate::Rule;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::core::{ApiRequest, ApiResponse, CampaignRequest, Participant};
 use crate::http::{AppState, HttpError, call, unexpected};
 use crate::learner::{LearnApiError, LearnService, TrainRequest, Tuning};
+use mc_core::{ApiRequest, ApiResponse, CampaignRequest, Participant};
 
 /// The largest CSV or model file accepted.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;

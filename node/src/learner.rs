@@ -31,7 +31,7 @@ use mc_learn_core::schema::{self, ModelSchema, SchemaError};
 use mc_learn_core::{Dataset, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{FinishedModel, TrainJob, TrainKind};
+use mc_core::{FinishedModel, TrainJob, TrainKind};
 
 /// Why a learning request failed.
 #[derive(Debug, thiserror::Error)]
@@ -540,7 +540,7 @@ impl LearnService {
             opts.fine_tune_epochs = check_epochs(epochs)?;
         }
         if let Some(rate) = tuning.learning_rate {
-            crate::core::learning::check_learning_rate(rate).map_err(LearnApiError::BadRequest)?;
+            mc_core::learning::check_learning_rate(rate).map_err(LearnApiError::BadRequest)?;
             opts.fine_tune_learning_rate = rate;
         }
         let schema = self.schema(name)?;

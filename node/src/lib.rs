@@ -8,8 +8,8 @@
 //!
 //! # Layout
 //!
-//! - [`core`]: the sans-IO state machine — every decision, no I/O, no clock,
-//!   no global RNG. The simulator runs this same code.
+//! - The sans-IO state machine lives in its own crate, [`mc_core`]: every
+//!   decision, no I/O, no clock, no global RNG. The simulator runs the same code.
 //! - [`runtime`]: the real driver — one tokio task that feeds the core from
 //!   libp2p, the HTTP API and timers, and applies its outputs.
 //! - [`transport`]: the libp2p behaviour (TCP, noise, yamux, identify,
@@ -22,7 +22,6 @@
 pub mod cli;
 pub mod cli_learn;
 pub mod config;
-pub mod core;
 pub mod http;
 pub mod http_learn;
 pub mod learner;

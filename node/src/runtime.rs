@@ -1,12 +1,15 @@
-//! The real driver: runs the sans-IO [`core::Node`] on tokio with libp2p,
+//! The real driver: runs the sans-IO [`mc_core::Node`] on tokio with libp2p,
 //! sled and axum.
 //!
 //! One task owns the core and the swarm and loops over four event sources —
 //! swarm events, API calls, the earliest core timer and the shutdown signal —
 //! feeding each to the core and then applying the core's outputs in order.
-//! Outputs of one step are applied as a group: store batches are applied as
-//! they come, then the store is flushed once, and only then are the step's
-//! API replies sent. Network sends need no such wait: a peer that receives a
+//! After each event the loop also feeds the core every API call and swarm
+//! event that is ready at that moment (up to [`MAX_BATCH_INPUTS`]), so that a
+//! burst is one core batch (see `mc_core`'s "Group commit"): one Automerge
+//! change, one store batch, one flush, one gossip message. Outputs of one step
+//! are applied as a group: store batches are applied as they come, then the
+//! store is flushed once, and only then are the step's API replies sent. Network sends need no such wait: a peer that receives a
 //! change we then lose in a crash just syncs it back to us.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, gossipsub, identify, kad, multiaddr, request_response};
 use mc_protocols::NodeId;
@@ -25,14 +28,18 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::NodeConfig;
-use crate::core::{self, ApiError, ApiResponse, Input, Output, RequestId, Timer};
 use crate::http::{self, ApiCall};
 use crate::learner::LearnService;
 use crate::store::Store;
 use crate::transport::{self, BehaviourEvent};
+use mc_core::{ApiError, ApiResponse, Input, Output, RequestId, Timer};
 
 /// How many peers a node dials on its own when discovery finds them.
 const TARGET_PEERS: usize = 24;
+
+/// The most ready inputs fed to the core before its outputs are applied
+/// (one flush): bounds the latency one burst adds to its first request.
+pub const MAX_BATCH_INPUTS: usize = 512;
 
 /// What `node.json` in the data directory says once the node is up, so that
 /// launchers (mc-testnet, tests) can find the ports it bound.
@@ -64,10 +71,10 @@ impl ReadyFile {
     }
 }
 
-fn now_ms() -> core::Millis {
+fn now_ms() -> mc_core::Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as core::Millis)
+        .map_or(0, |d| d.as_millis() as mc_core::Millis)
 }
 
 /// Runs a node until `shutdown` resolves, then stops it cleanly.
@@ -90,7 +97,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyh
 struct Driver {
     config: NodeConfig,
     store: Store,
-    node: core::Node,
+    node: mc_core::Node,
     swarm: libp2p::Swarm<transport::Behaviour>,
     peer_id: PeerId,
     http_addr: SocketAddr,
@@ -99,20 +106,20 @@ struct Driver {
     calls: mpsc::Receiver<ApiCall>,
     pending: HashMap<RequestId, tokio::sync::oneshot::Sender<Result<ApiResponse, ApiError>>>,
     next_request: RequestId,
-    timers: BTreeMap<Timer, core::Millis>,
+    timers: BTreeMap<Timer, mc_core::Millis>,
     listen_addrs: Vec<Multiaddr>,
     learner: Learner,
-    trained: mpsc::UnboundedReceiver<core::TrainResult>,
+    trained: mpsc::UnboundedReceiver<mc_core::TrainResult>,
 }
 
 /// Runs campaign jobs on blocking threads and hands results back to the loop.
 struct Learner {
     service: std::sync::Arc<LearnService>,
-    results: mpsc::UnboundedSender<core::TrainResult>,
+    results: mpsc::UnboundedSender<mc_core::TrainResult>,
 }
 
 impl Learner {
-    fn start(&self, job: core::TrainJob) {
+    fn start(&self, job: mc_core::TrainJob) {
         let service = self.service.clone();
         let results = self.results.clone();
         tokio::task::spawn_blocking(move || {
@@ -124,7 +131,7 @@ impl Learner {
         });
     }
 
-    fn finished(&self, model: core::FinishedModel) {
+    fn finished(&self, model: mc_core::FinishedModel) {
         let service = self.service.clone();
         tokio::task::spawn_blocking(move || match service.store_federated(&model, now_ms()) {
             Ok(version) => {
@@ -157,12 +164,12 @@ impl Driver {
         key: libp2p::identity::Keypair,
     ) -> anyhow::Result<Self> {
         let peer_id = key.public().to_peer_id();
-        let mut core_config = core::Config::new(config.region.clone());
+        let mut core_config = mc_core::Config::new(config.region.clone());
         core_config.gossip = config.gossip;
         core_config.sync_interval_ms = config.sync_interval_ms;
         let restored = store.restore()?;
         let seed = rand::random::<u64>();
-        let mut node = core::Node::new(
+        let mut node = mc_core::Node::new(
             core_config,
             NodeId::new(peer_id.to_string()),
             restored,
@@ -239,12 +246,7 @@ impl Driver {
             };
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event)?,
-                Some(call) = self.calls.recv() => {
-                    let id = self.next_request;
-                    self.next_request += 1;
-                    self.pending.insert(id, call.reply);
-                    self.node.handle(now_ms(), Input::Api { id, request: call.request });
-                }
+                Some(call) = self.calls.recv() => self.on_call(call),
                 _ = tokio::time::sleep(sleep), if next_timer.is_some() => {
                     if let Some((_, timer)) = next_timer {
                         self.timers.remove(&timer);
@@ -256,12 +258,46 @@ impl Driver {
                 }
                 () = &mut shutdown => break,
             }
+            self.feed_ready()?;
             self.apply_outputs().await?;
         }
         tracing::info!("shutting down");
         let _ = self.http_stop.send(());
         let _ = self.http_server.await;
         self.store.flush().await?;
+        Ok(())
+    }
+
+    fn on_call(&mut self, call: ApiCall) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(id, call.reply);
+        self.node.handle(
+            now_ms(),
+            Input::Api {
+                id,
+                request: call.request,
+            },
+        );
+    }
+
+    /// Feeds the core the API calls and swarm events that are ready now,
+    /// without waiting, so that they share one batch and one flush.
+    fn feed_ready(&mut self) -> anyhow::Result<()> {
+        for _ in 0..MAX_BATCH_INPUTS {
+            let mut fed = false;
+            if let Ok(call) = self.calls.try_recv() {
+                self.on_call(call);
+                fed = true;
+            }
+            if let Some(event) = self.swarm.select_next_some().now_or_never() {
+                self.on_swarm_event(event)?;
+                fed = true;
+            }
+            if !fed {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -352,7 +388,7 @@ impl Driver {
         Ok(())
     }
 
-    fn on_behaviour_event(&mut self, now: core::Millis, event: BehaviourEvent) {
+    fn on_behaviour_event(&mut self, now: mc_core::Millis, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 message,
@@ -416,7 +452,7 @@ impl Driver {
         }
     }
 
-    fn announce_addrs(&mut self, now: core::Millis) -> anyhow::Result<()> {
+    fn announce_addrs(&mut self, now: mc_core::Millis) -> anyhow::Result<()> {
         let addrs: Vec<String> = self.listen_addrs.iter().map(ToString::to_string).collect();
         self.node.handle(now, Input::Listening(addrs.clone()));
         let ready = ReadyFile {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use libp2p::identity;
 
-use crate::core::{Restored, StoreOp};
+use mc_core::{Restored, StoreOp};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,7 @@ impl Store {
         Ok(key)
     }
 
-    /// Everything the core stored, for [`crate::core::Node::new`].
+    /// Everything the core stored, for [`mc_core::Node::new`].
     pub fn restore(&self) -> Result<Restored, StoreError> {
         let mut pairs = Vec::new();
         for item in self.core.iter() {

@@ -26,10 +26,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use mc_core::learning::DEFAULT_CAMPAIGN_LR;
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::synth;
 use mc_learn_core::{CampaignId, model_hash};
-use mc_node::core::learning::DEFAULT_CAMPAIGN_LR;
 use mc_testnet::{Cluster, wait_until};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;

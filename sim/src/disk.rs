@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mc_node::core::{ApiError, ApiResponse, RequestId, Restored, StoreOp};
+use mc_core::{ApiError, ApiResponse, RequestId, Restored, StoreOp};
 use serde::{Deserialize, Serialize};
 
 use crate::queue::Micros;
@@ -151,7 +151,7 @@ fn apply(store: &mut BTreeMap<String, Vec<u8>>, ops: Vec<StoreOp>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mc_node::core::ApiResponse;
+    use mc_core::ApiResponse;
 
     fn put(key: &str) -> Vec<StoreOp> {
         vec![StoreOp::Put {

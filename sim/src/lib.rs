@@ -1,7 +1,7 @@
 //! # mc-sim — the deterministic simulator of Mission Control Mesh
 //!
 //! `mc-sim` runs hundreds to thousands of region nodes in one process, each
-//! one the real sans-IO core that `mc-node` ships ([`mc_node::core::Node`]),
+//! one the real sans-IO core that `mc-node` ships ([`mc_core::Node`]),
 //! over a simulated WAN, gossip layer and disk, with faults on a timeline and
 //! invariant checkers that run while the simulation does. Virtual time moves
 //! from event to event, so a run is much faster than real time, and every
@@ -176,7 +176,7 @@ pub enum Error {
         /// The node.
         node: String,
         /// Why.
-        source: Box<mc_node::core::StartError>,
+        source: Box<mc_core::StartError>,
     },
     /// An invariant was violated (the run stopped there).
     #[error("{0}")]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use mc_node::core::Counters;
+use mc_core::Counters;
 use serde::Serialize;
 
 use crate::checker::Convergence;

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use mc_node::core::Timer;
+use mc_core::Timer;
 
 use crate::gossip::MsgId;
 use crate::network::Kind;

@@ -15,7 +15,7 @@
 //! a node as `Input::Api`. Later kinds (thread writes, telemetry, learning
 //! rounds) add a variant here and reuse the same path.
 
-use mc_node::core::ApiRequest;
+use mc_core::ApiRequest;
 use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -167,7 +167,7 @@ impl Generator {
                 (
                     ApiRequest::Put {
                         key: key.clone(),
-                        value,
+                        value: value.into(),
                     },
                     key,
                 )
@@ -221,7 +221,7 @@ mod tests {
             panic!("not a put");
         };
         assert_eq!(k, key);
-        assert_eq!(value["text"].as_str().unwrap().len(), 16);
+        assert_eq!(value.to_value()["text"].as_str().unwrap().len(), 16);
         assert_eq!(g.pick(&[]), None);
         assert_eq!(g.pick(&[7]), Some(7));
     }

@@ -1,5 +1,5 @@
 //! A federated campaign run in one process, step for step as the node runs
-//! it (`node/src/core/learning.rs` and `LearnService::run_job`):
+//! it (`core/src/learning.rs` and `LearnService::run_job`):
 //!
 //! 1. **Round 0, moments.** Every participant signs
 //!    [`federated::moments_vector`] of its training rows (its sample count

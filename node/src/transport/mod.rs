@@ -18,7 +18,7 @@ use libp2p::{
     StreamProtocol, gossipsub, identify, identity, kad, noise, ping, request_response, tcp, yamux,
 };
 
-use crate::core::Topic;
+use mc_core::Topic;
 
 /// How long an idle connection stays open. Region nodes talk all the time;
 /// keeping connections avoids reconnect storms on quiet meshes.

@@ -7,7 +7,7 @@
 //! peers notice one one-way latency (plus jitter) later — the kernel resets
 //! the connection — so messages it sent before dying still arrive.
 
-use mc_node::core::Input;
+use mc_core::Input;
 
 use super::{Event, Simulation};
 use crate::faults::{Fault, site_groups};

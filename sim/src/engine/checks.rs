@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use mc_node::core::Node;
+use mc_core::Node;
 
 use super::Simulation;
 use crate::checker::{Convergence, Invariant, first_disagreement};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use mc_node::core::Counters;
+use mc_core::Counters;
 
 use super::Simulation;
 use crate::metrics::Percentiles;

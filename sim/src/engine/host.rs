@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mc_node::core::{self, ApiResponse, Counters, Input, Millis, Node, Output, Timer};
+use mc_core::{ApiResponse, Counters, Input, Millis, Node, Output, Timer};
 use mc_protocols::NodeId;
 use rand::Rng;
 
@@ -22,7 +22,7 @@ use crate::trace::What;
 #[derive(Debug)]
 pub(super) struct Host {
     pub id: NodeId,
-    config: core::Config,
+    config: mc_core::Config,
     /// `None` while crashed.
     pub core: Option<Node>,
     /// Bumped at every crash; events of an older incarnation are ignored.
@@ -48,7 +48,7 @@ pub(super) struct Host {
 
 impl Host {
     pub fn new(index: usize, scenario: &Scenario, site: usize) -> Self {
-        let mut config = core::Config::new(format!("{}-{index:04}", regions::SITES[site].name));
+        let mut config = mc_core::Config::new(format!("{}-{index:04}", regions::SITES[site].name));
         config.gossip = scenario.node.gossip;
         config.sync_interval_ms = scenario.node.sync_interval_ms;
         // Without a campaign, no learning timer: knowledge scenarios run as

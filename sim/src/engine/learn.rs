@@ -10,13 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mc_learn_core::ed25519_dalek::SigningKey;
-use mc_learn_core::{ModelSchema, Task};
-use mc_node::core::learning::CAMPAIGN_PREFIX;
-use mc_node::core::{
+use mc_core::learning::CAMPAIGN_PREFIX;
+use mc_core::{
     ApiError, ApiRequest, ApiResponse, CampaignRequest, CampaignView, FinishedModel, Input, Output,
     Participant, RequestId, TrainJob, TrainKind, TrainResult,
 };
+use mc_learn_core::ed25519_dalek::SigningKey;
+use mc_learn_core::{ModelSchema, Task};
 use rand::Rng;
 use rand::rngs::ChaCha8Rng;
 
@@ -152,7 +152,7 @@ impl Learning {
     }
 
     /// Node `n` restarted: it resumes from its saved progress and catches up
-    /// with the others (`mc_node::core::learning`), so it must finish on
+    /// with the others (`mc_core::learning`), so it must finish on
     /// their model again.
     pub(super) fn restarted(&mut self, n: usize) {
         self.crashed[n] = false;
@@ -334,11 +334,12 @@ impl Simulation {
             }) else {
                 return;
             };
-            let text = |field: &str| entry.value[field].as_str().unwrap_or_default().to_string();
+            let record = entry.value.to_value();
+            let text = |field: &str| record[field].as_str().unwrap_or_default().to_string();
             let closed = Closed {
                 node: n,
                 at: self.now,
-                accepted: entry.value["accepted"].as_u64().unwrap_or(0) as usize,
+                accepted: record["accepted"].as_u64().unwrap_or(0) as usize,
                 digest: text("accepted_digest"),
                 model_hash: text("model_hash"),
             };

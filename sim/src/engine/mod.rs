@@ -22,7 +22,7 @@ mod net;
 
 use std::collections::BTreeMap;
 
-use mc_node::core::{Timer, TrainResult};
+use mc_core::{Timer, TrainResult};
 use mc_protocols::NodeId;
 use rand::rngs::ChaCha8Rng;
 
@@ -391,7 +391,7 @@ impl Simulation {
         self.trace.record(now, origin, What::Write { write: id });
         self.input(
             origin,
-            mc_node::core::Input::Api {
+            mc_core::Input::Api {
                 id: u64::from(id),
                 request,
             },

@@ -1,6 +1,6 @@
 //! Moving bytes: point-to-point messages, gossip frames and heartbeats.
 
-use mc_node::core::Input;
+use mc_core::Input;
 use mc_protocols::{MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Message, NodeId};
 
 use super::{Event, Simulation};

@@ -7,10 +7,10 @@
 //!   tampered or impostor participant's outgoing update chunk so that no
 //!   receiver can accept it.
 
+use mc_core::learning::{MAX_UPDATE_BYTES, UPDATE_CHUNK_BYTES};
 use mc_learn_core::chunk::{self, CHUNK_OVERHEAD, Chunk};
 use mc_learn_core::ed25519_dalek::{Signer, SigningKey};
 use mc_learn_core::{SignedUpdate, update};
-use mc_node::core::learning::{MAX_UPDATE_BYTES, UPDATE_CHUNK_BYTES};
 use mc_protocols::{LearnMessage, MAX_MESSAGE_BYTES, Message};
 use rand::RngExt;
 use rand::rngs::ChaCha8Rng;

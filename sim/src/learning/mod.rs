@@ -79,9 +79,9 @@
 pub mod attack;
 pub mod train;
 
+use mc_core::learning;
 use mc_learn_core::aggregate::Rule;
 use mc_learn_core::schema::{self, ModelSchema};
-use mc_node::core::learning;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};

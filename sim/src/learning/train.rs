@@ -12,12 +12,12 @@
 //! not depend on how many cores the machine has, or the same seed would not
 //! give the same report everywhere.
 
+use mc_core::{TrainJob, TrainKind};
 use mc_learn::federated::{campaign_update, moments_vector, normaliser_from_moments};
 use mc_learn::tch::Device;
 use mc_learn::{Model, Scores};
 use mc_learn_core::synth;
 use mc_learn_core::{Dataset, ModelSchema};
-use mc_node::core::{TrainJob, TrainKind};
 use rand::rngs::ChaCha8Rng;
 
 use super::Config;
@@ -150,9 +150,9 @@ pub fn score(schema: &ModelSchema, predictions: &[f32], targets: &[f32]) -> f64 
 mod tests {
     use std::sync::Arc;
 
+    use mc_core::learning::{DEFAULT_CAMPAIGN_BATCH, DEFAULT_CAMPAIGN_LR};
     use mc_learn_core::CampaignId;
     use mc_learn_core::plan::LocalTraining;
-    use mc_node::core::learning::{DEFAULT_CAMPAIGN_BATCH, DEFAULT_CAMPAIGN_LR};
 
     use super::*;
 

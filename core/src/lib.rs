@@ -1,4 +1,9 @@
-//! The sans-IO node core: every decision an `mc-node` makes, and nothing else.
+//! # mc-core — the sans-IO node core
+//!
+//! Every decision an `mc-node` makes, and nothing else. This crate depends on
+//! pure logic only (`mc-protocols`, `mc-crdt`, `mc-learn-core`, serde, rand,
+//! tracing): no tokio, libp2p, sled, axum or tch, so "no I/O in the core" is
+//! checked by the compiler rather than kept by habit.
 //!
 //! [`Node`] is a state machine. A driver feeds it [`Input`]s with
 //! [`Node::handle`], each stamped with the current time, and then drains the
@@ -8,7 +13,7 @@
 //! from a generator seeded at construction, timers are outputs
 //! ([`Output::ScheduleTimer`]) whose expiry comes back as an input
 //! ([`Input::TimerExpired`]). So the same code runs under the real driver
-//! (`crate::runtime`: tokio, libp2p, sled, axum) and under the simulator,
+//! (`mc-node`'s runtime: tokio, libp2p, sled, axum) and under the simulator,
 //! and a seed reproduces a run.
 //!
 //! # Call order
@@ -20,6 +25,19 @@
 //!    [`Output::Persist`] batch durable before sending any later
 //!    [`Output::Reply`] — that is what makes an acknowledged write survive
 //!    `kill -9`.
+//!
+//! # Group commit
+//!
+//! A driver may feed several inputs before it drains: everything fed between
+//! two drains is one *batch*. The batch's local writes become **one**
+//! Automerge change, everything the batch changed (local writes, received
+//! gossip and sync) is **one** `Persist`, its local changes are **one**
+//! gossip message, and every reply of the batch comes after that `Persist`.
+//! So a driver that feeds all the requests and messages that are ready, then
+//! drains and flushes once, pays one flush for the lot, and a reply still
+//! never precedes the durability of what it acknowledges. A read in the
+//! batch sees the batch's earlier writes (they are applied to the document
+//! before any other input is handled).
 //!
 //! # Replication
 //!
@@ -36,7 +54,7 @@ pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mc_crdt::{ActorId, KnowledgeBase, SyncSession};
+use mc_crdt::{ActorId, Entry, Json, KnowledgeBase, SyncSession, Write};
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_protocols::{
     Changes, DocId, Hello, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Message, NodeId,
@@ -230,6 +248,40 @@ impl Peer {
     }
 }
 
+/// A local write waiting for the end of its batch.
+#[derive(Debug)]
+enum PendingWrite {
+    Put { key: String, value: Json },
+    Delete { key: String },
+}
+
+impl PendingWrite {
+    fn as_write(&self) -> Write<'_> {
+        match self {
+            PendingWrite::Put { key, value } => Write::Put { key, value },
+            PendingWrite::Delete { key } => Write::Delete { key },
+        }
+    }
+}
+
+/// What the inputs since the last drain left to finish (see "Group commit"
+/// in the [module docs](self)).
+#[derive(Debug, Default)]
+struct Batch {
+    /// Local writes not yet in the document, with their requests.
+    writes: Vec<(RequestId, PendingWrite)>,
+    /// Answers held back until the batch's `Persist` is queued.
+    replies: Vec<(RequestId, Result<ApiResponse, ApiError>)>,
+    /// The document changed (locally or by a peer) since the last save.
+    changed: bool,
+}
+
+impl Batch {
+    fn is_open(&self) -> bool {
+        self.changed || !self.writes.is_empty() || !self.replies.is_empty()
+    }
+}
+
 /// The node state machine. See the [module docs](self) for the call order.
 #[derive(Debug)]
 pub struct Node {
@@ -244,6 +296,7 @@ pub struct Node {
     listen_addrs: Vec<String>,
     counters: Counters,
     outputs: VecDeque<Output>,
+    batch: Batch,
     learning: learning::Learning,
     /// Knowledge heads when campaigns were last looked for.
     campaigns_seen_at: Vec<String>,
@@ -284,6 +337,7 @@ impl Node {
             listen_addrs: Vec::new(),
             counters: Counters::default(),
             outputs: VecDeque::new(),
+            batch: Batch::default(),
             learning: learning::Learning::new(SigningKey::from_bytes(&secret)),
             campaigns_seen_at: Vec::new(),
         };
@@ -338,6 +392,17 @@ impl Node {
     /// Feeds one input at time `now` (never earlier than the previous input's).
     pub fn handle(&mut self, now: Millis, input: Input) {
         self.now = self.now.max(now);
+        let is_write = matches!(
+            input,
+            Input::Api {
+                request: ApiRequest::Put { .. } | ApiRequest::Delete { .. },
+                ..
+            }
+        );
+        if !is_write {
+            // Anything else may read the document: it sees the batch's writes.
+            self.apply_pending_writes();
+        }
         match input {
             Input::Tick => {}
             Input::Received { from, bytes } => self.on_message(from, &bytes),
@@ -357,9 +422,17 @@ impl Node {
                 self.sync_all_peers(Offer::Push);
             }
             Input::Listening(addrs) => self.listen_addrs = addrs,
+            Input::Api {
+                id,
+                request: ApiRequest::Put { key, value },
+            } => self.stage_write(id, PendingWrite::Put { key, value }),
+            Input::Api {
+                id,
+                request: ApiRequest::Delete { key },
+            } => self.stage_write(id, PendingWrite::Delete { key }),
             Input::Api { id, request } => {
                 let response = self.on_api(request);
-                self.outputs.push_back(Output::Reply { id, response });
+                self.batch.replies.push((id, response));
             }
             Input::TimerExpired(Timer::AntiEntropy) => {
                 self.sync_all_peers(self.round_opening());
@@ -380,9 +453,74 @@ impl Node {
         }
     }
 
-    /// The next thing the driver must do, in order; `None` when there is nothing.
+    /// The next thing the driver must do, in order; `None` when there is
+    /// nothing. The first call after some inputs closes their batch.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.batch.is_open() {
+            self.end_batch();
+        }
         self.outputs.pop_front()
+    }
+
+    /// Queues a local write for the end of the batch, or refuses it now.
+    fn stage_write(&mut self, id: RequestId, write: PendingWrite) {
+        let key = match &write {
+            PendingWrite::Put { key, .. } | PendingWrite::Delete { key } => key,
+        };
+        match validate_key(key) {
+            Ok(()) => self.batch.writes.push((id, write)),
+            Err(error) => self.batch.replies.push((id, Err(error))),
+        }
+    }
+
+    /// Applies the batch's pending writes to the document as one change and
+    /// queues their answers (sent at the end of the batch).
+    fn apply_pending_writes(&mut self) {
+        if self.batch.writes.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.batch.writes);
+        let writes: Vec<Write<'_>> = pending.iter().map(|(_, w)| w.as_write()).collect();
+        match self.kb.apply_writes(&writes, self.id.as_str(), self.now) {
+            Ok(changed) => {
+                self.counters.writes_applied += pending.len() as u64;
+                self.counters.write_batches += 1;
+                self.batch.changed |= changed.iter().any(|c| *c);
+                for ((id, write), did) in pending.into_iter().zip(changed) {
+                    let reply = match write {
+                        PendingWrite::Put { key, value } => Ok(ApiResponse::Entry(Entry {
+                            key,
+                            value,
+                            author: self.id.to_string(),
+                            updated_at_ms: self.now,
+                        })),
+                        PendingWrite::Delete { .. } if did => Ok(ApiResponse::Deleted),
+                        PendingWrite::Delete { key } => Err(ApiError::NotFound(key)),
+                    };
+                    self.batch.replies.push((id, reply));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, writes = pending.len(), "a batch of writes failed");
+                for (id, _) in pending {
+                    let reply = Err(ApiError::Document(error.to_string()));
+                    self.batch.replies.push((id, reply));
+                }
+            }
+        }
+    }
+
+    /// Closes the batch: its writes as one change, one `Persist` of all that
+    /// changed, one gossip message of its local changes, then its replies.
+    fn end_batch(&mut self) {
+        self.apply_pending_writes();
+        if std::mem::take(&mut self.batch.changed) {
+            self.persist_increment();
+        }
+        self.publish_local_changes();
+        for (id, response) in std::mem::take(&mut self.batch.replies) {
+            self.outputs.push_back(Output::Reply { id, response });
+        }
     }
 
     fn on_peer_connected(&mut self, peer: NodeId) {
@@ -421,9 +559,7 @@ impl Node {
             }) => match self.kb.apply_changes(&bytes) {
                 Ok(changed) => {
                     self.counters.gossip_received += 1;
-                    if changed {
-                        self.persist_increment();
-                    }
+                    self.batch.changed |= changed;
                 }
                 Err(error) => {
                     self.counters.rejected_messages += 1;
@@ -461,7 +597,7 @@ impl Node {
                 peer.last_sync_ms = Some(self.now);
                 self.offer_sync(&from);
                 if changed {
-                    self.persist_increment();
+                    self.batch.changed = true;
                     // Pass what sync brought to the other peers now rather than
                     // at their next interval, so a change crosses the mesh in
                     // one interval even without gossip. With gossip on, most
@@ -481,33 +617,15 @@ impl Node {
     fn on_api(&mut self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
         let doc_error = |e: mc_crdt::Error| ApiError::Document(e.to_string());
         match request {
-            ApiRequest::Put { key, value } => {
-                validate_key(&key)?;
-                self.kb
-                    .put(&key, &value, self.id.as_str(), self.now)
-                    .map_err(doc_error)?;
-                self.persist_increment();
-                self.publish_local_change();
-                let entry = self.kb.get(&key).map_err(doc_error)?;
-                entry
-                    .map(ApiResponse::Entry)
-                    .ok_or_else(|| ApiError::Document("entry vanished after put".into()))
-            }
+            ApiRequest::Put { .. } | ApiRequest::Delete { .. } => Err(ApiError::Document(
+                "writes are staged by handle, never answered here".into(),
+            )),
             ApiRequest::Get { key } => {
                 validate_key(&key)?;
                 match self.kb.get(&key).map_err(doc_error)? {
                     Some(entry) => Ok(ApiResponse::Entry(entry)),
                     None => Err(ApiError::NotFound(key)),
                 }
-            }
-            ApiRequest::Delete { key } => {
-                validate_key(&key)?;
-                if !self.kb.delete(&key).map_err(doc_error)? {
-                    return Err(ApiError::NotFound(key));
-                }
-                self.persist_increment();
-                self.publish_local_change();
-                Ok(ApiResponse::Deleted)
             }
             ApiRequest::List { prefix } => Ok(ApiResponse::Entries(
                 self.kb.list(&prefix).map_err(doc_error)?,
@@ -520,13 +638,12 @@ impl Node {
                     .declare(*request, &self.id, self.now, seed)
                     .map_err(ApiError::Learn)?;
                 let value =
-                    serde_json::to_value(&spec).map_err(|e| ApiError::Document(e.to_string()))?;
+                    Json::from_serialize(&spec).map_err(|e| ApiError::Document(e.to_string()))?;
                 let key = format!("{}{id}", learning::CAMPAIGN_PREFIX);
                 self.kb
                     .put(&key, &value, self.id.as_str(), self.now)
                     .map_err(doc_error)?;
-                self.persist_increment();
-                self.publish_local_change();
+                self.batch.changed = true;
                 // Start at once rather than at the next tick.
                 self.scan_campaigns();
                 self.learning
@@ -589,7 +706,7 @@ impl Node {
             if self.learning.knows(&id) {
                 continue;
             }
-            match serde_json::from_value::<CampaignSpec>(entry.value) {
+            match entry.value.parse_into::<CampaignSpec>() {
                 Ok(spec) => declared.push((id, spec)),
                 Err(error) => tracing::warn!(campaign = %id, %error, "unreadable campaign"),
             }
@@ -612,15 +729,12 @@ impl Node {
         for job in fx.jobs {
             self.outputs.push_back(Output::Train(job));
         }
-        let wrote = !fx.writes.is_empty();
         for (key, value) in fx.writes {
-            if let Err(error) = self.kb.put(&key, &value, self.id.as_str(), self.now) {
-                tracing::warn!(%key, %error, "cannot record a round");
+            let value = Json::from(value);
+            match self.kb.put(&key, &value, self.id.as_str(), self.now) {
+                Ok(()) => self.batch.changed = true,
+                Err(error) => tracing::warn!(%key, %error, "cannot record a round"),
             }
-        }
-        if wrote {
-            self.persist_increment();
-            self.publish_local_change();
         }
         if !fx.saves.is_empty() {
             let ops = fx
@@ -685,14 +799,12 @@ impl Node {
         }
     }
 
-    /// Broadcasts the change the last local edit made, or hands it to sync
-    /// when gossip is off or the change does not fit a gossip message.
-    fn publish_local_change(&mut self) {
-        let Some(bytes) = self.kb.last_local_change() else {
-            return;
-        };
-        if !self.config.gossip {
-            return; // anti-entropy carries it at the next interval
+    /// Broadcasts the local changes made since the last broadcast, or hands
+    /// them to sync when gossip is off or they do not fit a gossip message.
+    fn publish_local_changes(&mut self) {
+        let bytes = self.kb.take_local_changes();
+        if bytes.is_empty() || !self.config.gossip {
+            return; // without gossip, anti-entropy carries them at the next interval
         }
         let message = Message::Changes(Changes {
             doc: DocId::Knowledge,
@@ -708,7 +820,7 @@ impl Node {
             }
             Err(error) => {
                 self.counters.gossip_oversize_fallbacks += 1;
-                tracing::info!(%error, "change too large for gossip, sending it by sync");
+                tracing::info!(%error, "changes too large for gossip, sending them by sync");
                 self.sync_all_peers(Offer::Push);
             }
         }

@@ -19,8 +19,8 @@ pub enum ApiRequest {
     Put {
         /// The entry's key.
         key: String,
-        /// Any JSON value.
-        value: serde_json::Value,
+        /// Any JSON value, kept as its exact text.
+        value: mc_crdt::Json,
     },
     /// Read one entry.
     Get {
@@ -188,4 +188,10 @@ pub struct Counters {
     pub rejected_messages: u64,
     /// Full compactions of the persisted document.
     pub compactions: u64,
+    /// Local writes (puts and deletes) applied.
+    pub writes_applied: u64,
+    /// Batches those writes were applied in: each batch is one Automerge
+    /// change, one persist and one gossip message, so writes / batches is
+    /// the mean group-commit size.
+    pub write_batches: u64,
 }

@@ -188,7 +188,7 @@ impl Net {
             at,
             ApiRequest::Put {
                 key: key.into(),
-                value,
+                value: value.into(),
             },
         );
         assert!(matches!(r, Ok(ApiResponse::Entry(_))), "{r:?}");
@@ -196,7 +196,7 @@ impl Net {
 
     fn get(&mut self, at: &str, key: &str) -> Option<serde_json::Value> {
         match self.api(at, ApiRequest::Get { key: key.into() }) {
-            Ok(ApiResponse::Entry(e)) => Some(e.value),
+            Ok(ApiResponse::Entry(e)) => Some(e.value.to_value()),
             Err(ApiError::NotFound(_)) => None,
             other => panic!("unexpected {other:?}"),
         }
@@ -376,7 +376,7 @@ fn bad_keys_are_refused_with_a_typed_error() {
             "a",
             ApiRequest::Put {
                 key: key.into(),
-                value: json!(1),
+                value: json!(1).into(),
             },
         );
         assert!(matches!(r, Err(ApiError::InvalidKey(_))), "{key:?}: {r:?}");
@@ -749,4 +749,103 @@ fn campaign_progress_survives_a_restart() {
     let a = &net.nodes[&NodeId::from("a")].finished[0];
     let b = &net.nodes[&NodeId::from("b")].finished[0];
     assert_eq!(a.weights, b.weights);
+}
+
+/// Writes fed between two drains share one change, one persist and one
+/// gossip message; every reply comes after the persist; a read in the batch
+/// sees the batch's earlier writes.
+#[test]
+fn a_batch_of_writes_is_one_change_one_persist_one_broadcast() {
+    let mut net = Net::new(&["a", "b"], true);
+    net.connect("a", "b");
+    let a = NodeId::from("a");
+    let changes_before = net.nodes[&a].node.knowledge().len();
+    let node = &mut net.nodes.get_mut(&a).unwrap().node;
+    for i in 0..10u64 {
+        let request = ApiRequest::Put {
+            key: format!("k{i}"),
+            value: json!(i).into(),
+        };
+        node.handle(0, Input::Api { id: i, request });
+    }
+    node.handle(
+        0,
+        Input::Api {
+            id: 10,
+            request: ApiRequest::Get { key: "k3".into() },
+        },
+    );
+    node.handle(
+        0,
+        Input::Api {
+            id: 11,
+            request: ApiRequest::Delete {
+                key: "absent".into(),
+            },
+        },
+    );
+    node.handle(
+        0,
+        Input::Api {
+            id: 12,
+            request: ApiRequest::Put {
+                key: String::new(),
+                value: json!(1).into(),
+            },
+        },
+    );
+    let mut outputs = Vec::new();
+    while let Some(output) = node.poll_output() {
+        outputs.push(output);
+    }
+    let persist_at: Vec<usize> = outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| matches!(o, Output::Persist(_)).then_some(i))
+        .collect();
+    assert_eq!(
+        persist_at.len(),
+        1,
+        "one persist for the batch: {outputs:?}"
+    );
+    let broadcasts = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Broadcast { .. }))
+        .count();
+    assert_eq!(broadcasts, 1, "one gossip message for the batch");
+    let replies: BTreeMap<RequestId, &Result<ApiResponse, ApiError>> = outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Output::Reply { id, response } => {
+                assert!(i > persist_at[0], "reply {id} before the persist");
+                Some((*id, response))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 13);
+    assert!(matches!(replies[&10], Ok(ApiResponse::Entry(e)) if e.value == json!(3)));
+    assert!(matches!(replies[&11], Err(ApiError::NotFound(_))));
+    assert!(matches!(replies[&12], Err(ApiError::InvalidKey(_))));
+    let counters = net.nodes[&a].node.counters().clone();
+    // The read closed the first ten writes into one change; the delete after
+    // it is a second (empty) batch.
+    assert_eq!((counters.writes_applied, counters.write_batches), (11, 2));
+    assert_eq!(net.nodes[&a].node.knowledge().len(), changes_before + 10);
+
+    // The one gossip message carries all ten writes to the peer.
+    for output in outputs {
+        if let Output::Broadcast { bytes, .. } = output {
+            net.input(
+                &NodeId::from("b"),
+                Input::Received {
+                    from: a.clone(),
+                    bytes,
+                },
+            );
+        }
+    }
+    assert_eq!(net.get("b", "k9"), Some(json!(9)));
+    assert_eq!(net.nodes[&NodeId::from("b")].node.knowledge().len(), 10);
 }
