@@ -1,6 +1,9 @@
-//! Real-process tests of the HTTP API's error answers: malformed JSON (400),
-//! bodies over 1 MiB (413) and missing keys (404) all answer a JSON
-//! `{"error", "detail"}` object and leave the stored knowledge unchanged.
+//! Real-process tests of the HTTP API's error answers: malformed JSON (400
+//! `invalid_json`), bodies over 1 MiB (413 `payload_too_large`), missing keys
+//! (404 `not_found`), bad keys (400 `invalid_key`), bad queries (400
+//! `invalid_query`), unknown paths (404 `no_route`) and wrong methods (405
+//! `method_not_allowed`) all answer a JSON `{"error", "detail"}` object with
+//! the documented code and leave the stored knowledge unchanged.
 //!
 //! # Layout
 //!
@@ -36,7 +39,14 @@ async fn seeded_node() -> Result<(Cluster, Vec<Entry>)> {
     Ok((cluster, before))
 }
 
-fn assert_api_error(resp: &RawResponse, status: StatusCode, what: &str) -> Result<ApiError> {
+/// Checks the status, the JSON content type, the documented error `code` and
+/// a non-empty detail.
+fn assert_api_error(
+    resp: &RawResponse,
+    status: StatusCode,
+    code: &str,
+    what: &str,
+) -> Result<ApiError> {
     assert_eq!(resp.status, status, "{what}: body {}", resp.text());
     let content_type = resp.content_type.as_deref().unwrap_or_default();
     assert!(
@@ -46,7 +56,7 @@ fn assert_api_error(resp: &RawResponse, status: StatusCode, what: &str) -> Resul
     let err = resp
         .api_error()
         .with_context(|| format!("{what}: error body"))?;
-    assert!(!err.error.is_empty(), "{what}: empty error code");
+    assert_eq!(err.error, code, "{what}: error code");
     assert!(!err.detail.is_empty(), "{what}: empty detail");
     Ok(err)
 }
@@ -81,7 +91,7 @@ async fn malformed_json_is_a_400_and_changes_nothing() -> Result<()> {
             let resp = client
                 .put_raw(key, body.to_vec(), "application/json")
                 .await?;
-            assert_api_error(&resp, StatusCode::BAD_REQUEST, &what)?;
+            assert_api_error(&resp, StatusCode::BAD_REQUEST, "invalid_json", &what)?;
         }
         assert_eq!(
             client.get("ground/baikonur").await?,
@@ -107,6 +117,7 @@ async fn a_body_over_one_mib_is_a_413_and_changes_nothing() -> Result<()> {
         assert_api_error(
             &resp,
             StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
             "PUT of 1 MiB + 1 byte",
         )?;
     }
@@ -122,7 +133,12 @@ async fn a_body_over_one_mib_is_a_413_and_changes_nothing() -> Result<()> {
         .await;
     match &huge {
         Ok(resp) => {
-            assert_api_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "PUT of 8 MiB")?;
+            assert_api_error(
+                resp,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "PUT of 8 MiB",
+            )?;
         }
         Err(e) => {
             let io = e
@@ -184,13 +200,92 @@ async fn missing_keys_are_404_with_a_json_error() -> Result<()> {
     for key in ["ground/baikonur", "ground/houston/annex", "nothing"] {
         let path = format!("/v1/knowledge/{}", mc_testnet::client::encode_segment(key));
         let resp = client.request_raw(Method::GET, &path).await?;
-        let err = assert_api_error(&resp, StatusCode::NOT_FOUND, &format!("GET {key}"))?;
-        assert_eq!(err.error, "not_found");
+        assert_api_error(
+            &resp,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("GET {key}"),
+        )?;
         assert_eq!(client.get(key).await?, None);
 
         let resp = client.request_raw(Method::DELETE, &path).await?;
-        assert_api_error(&resp, StatusCode::NOT_FOUND, &format!("DELETE {key}"))?;
+        assert_api_error(
+            &resp,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("DELETE {key}"),
+        )?;
         assert_unchanged(client, &before, &format!("GET/DELETE of missing {key}")).await?;
+    }
+    stop(cluster).await
+}
+
+#[tokio::test]
+async fn bad_keys_queries_paths_and_methods_answer_their_documented_codes() -> Result<()> {
+    let (cluster, before) = seeded_node().await?;
+    let client = cluster.node(0).client();
+    let long_key = "k".repeat(1025);
+    let cases = [
+        (
+            Method::PUT,
+            "/v1/knowledge/bad%01key".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+        ),
+        (
+            Method::GET,
+            "/v1/knowledge/bad%0Akey".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+        ),
+        (
+            Method::PUT,
+            format!("/v1/knowledge/{long_key}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+        ),
+        (
+            Method::GET,
+            "/v1/knowledge?prefix=a&prefix=b".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v2/nothing".to_owned(),
+            StatusCode::NOT_FOUND,
+            "no_route",
+        ),
+        (
+            Method::GET,
+            "/".to_owned(),
+            StatusCode::NOT_FOUND,
+            "no_route",
+        ),
+        (
+            Method::POST,
+            "/v1/knowledge/ground/houston".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::DELETE,
+            "/status".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let what = format!("{method} {}", &path[..path.len().min(60)]);
+        let resp = if method == Method::PUT {
+            client
+                .request_raw_body(method, &path, b"1".to_vec())
+                .await?
+        } else {
+            client.request_raw(method, &path).await?
+        };
+        assert_api_error(&resp, status, code, &what)?;
+        assert_unchanged(client, &before, &what).await?;
     }
     stop(cluster).await
 }

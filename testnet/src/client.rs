@@ -239,6 +239,18 @@ impl NodeClient {
         self.raw(method, &url, None).await
     }
 
+    /// Like [`Self::request_raw`], with `body` sent as JSON.
+    pub async fn request_raw_body(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<RawResponse> {
+        let url = format!("{}{}", self.base, path_and_query);
+        self.raw(method, &url, Some((body, "application/json")))
+            .await
+    }
+
     async fn raw(
         &self,
         method: Method,

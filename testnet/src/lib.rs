@@ -30,6 +30,8 @@
 //!   order with random bootstrap links; the built-in [`REGIONS`] list.
 //! - [`mod@bench`] — `bench convergence`: write latency until every node serves a
 //!   write, and per-node RSS.
+//! - [`load`] — `bench load`: sustained writes into one node, ack latency,
+//!   replication lag, entries, data-dir size and RSS per 10-second block.
 //! - [`up`] — `mc-testnet up`: start a cluster and keep it running until
 //!   Ctrl-C / SIGTERM.
 //! - `main.rs` — the thin clap front end of the `mc-testnet` binary.
@@ -38,6 +40,7 @@ pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod launch;
+pub mod load;
 pub mod node;
 pub mod up;
 

@@ -11,6 +11,8 @@
 //! mc-testnet up --nodes 5 [--base-dir DIR] [--no-gossip] [--sync-interval-ms N] [--node-bin PATH]
 //! mc-testnet bench convergence --nodes N --writes W [--json PATH] [--no-gossip]
 //!                              [--sync-interval-ms N] [--seed S] [--node-bin PATH]
+//! mc-testnet bench load --nodes N --writers W --duration S [--value-bytes B]
+//!                       [--max-writes M] [--json PATH] [--node-bin PATH]
 //! ```
 
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use mc_testnet::ClusterOptions;
 use mc_testnet::bench::{self, BenchOptions};
+use mc_testnet::load;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +71,32 @@ enum Bench {
         seed: Option<u64>,
         /// Limit (seconds) for connecting the cluster and for each write.
         #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Sustained writes into node 0: writes/s, ack and replication-lag
+    /// percentiles, entries, data-dir size and RSS, per 10-second block.
+    Load {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Concurrent writers (each waits for its acknowledgement).
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Stop once this many writes are acknowledged.
+        #[arg(long)]
+        max_writes: Option<u64>,
+        /// Padding bytes in each written value.
+        #[arg(long, default_value_t = 64)]
+        value_bytes: usize,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Limit (seconds) for connecting the cluster and for the catch-up.
+        #[arg(long, default_value_t = 120)]
         timeout_s: u64,
         #[command(flatten)]
         node: NodeArgs,
@@ -130,6 +159,32 @@ async fn main() -> Result<()> {
             };
             let report = bench::convergence(opts).await?;
             print!("{}", bench::render(&report));
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Load {
+                    nodes,
+                    writers,
+                    duration,
+                    max_writes,
+                    value_bytes,
+                    json,
+                    timeout_s,
+                    node,
+                },
+        } => {
+            let opts = load::LoadOptions {
+                cluster: node.cluster(nodes),
+                writers,
+                duration: Duration::from_secs(duration),
+                max_writes,
+                value_bytes,
+                timeout: Duration::from_secs(timeout_s),
+                json_path: json,
+            };
+            let report = load::run(opts).await?;
+            print!("{}", load::render(&report));
             Ok(())
         }
     }
