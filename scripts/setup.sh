@@ -15,6 +15,9 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # mc-sim sweep draws its plots with a TrueType font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+# Node.js and npm: the interoperability tests run js-libp2p and @automerge/automerge.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3 python3-venv)
 fi
@@ -61,3 +64,7 @@ for link in .venv .libtorch; do
 done
 ln -sfn "$venv" .venv
 ln -sfn "$torch_dir" .libtorch
+
+# The JavaScript interoperability peers (npm ci from the committed lock files,
+# only when a lock changed).
+interop/js/install.sh

@@ -48,6 +48,13 @@ pub enum ApiRequest {
     },
     /// Every campaign this node knows.
     ListCampaigns,
+    /// Every replicated document: id, size, heads.
+    ListDocuments,
+    /// One document's whole Automerge bytes.
+    ExportDocument {
+        /// The document's id, e.g. `knowledge/07`.
+        id: String,
+    },
     /// A signed update handed over by the API instead of a peer; it is
     /// checked exactly like one from the network.
     SubmitUpdate {
@@ -73,6 +80,25 @@ pub enum ApiResponse {
     Campaigns(Vec<CampaignView>),
     /// A submitted update was accepted into its round.
     UpdateAccepted,
+    /// The documents this node holds.
+    Documents(Vec<DocumentInfo>),
+    /// A document's Automerge bytes (`Automerge::save`).
+    DocumentBytes(Vec<u8>),
+}
+
+/// One replicated document, as `GET /v1/documents` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentInfo {
+    /// The id, e.g. `knowledge/07`.
+    pub id: String,
+    /// Keys in its entries map.
+    pub entries: usize,
+    /// Changes in its history.
+    pub changes: usize,
+    /// Its heads, lowercase hex, sorted.
+    pub heads: Vec<String>,
+    /// Bytes its persisted form takes (snapshot plus incremental chunks).
+    pub saved_bytes: u64,
 }
 
 /// Why a request failed.
@@ -84,6 +110,9 @@ pub enum ApiError {
     /// The key is empty, too long or contains control characters.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// No document has this id.
+    #[error("no document {0:?} (see GET /v1/documents)")]
+    UnknownDocument(String),
     /// The document rejected the operation or holds an unreadable entry.
     #[error("knowledge document error: {0}")]
     Document(String),

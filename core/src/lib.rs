@@ -49,29 +49,31 @@
 //! is handed to sync at once rather than dropped.
 
 pub mod api;
+pub mod docs;
 pub mod learning;
+mod replication;
 pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mc_crdt::{ActorId, Entry, Json, KnowledgeBase, SyncSession, Write};
+use mc_crdt::{ActorId, Entry, Json, KnowledgeBase, SyncSession};
 use mc_learn_core::ed25519_dalek::SigningKey;
-use mc_protocols::{
-    Changes, DocId, Hello, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Message, NodeId,
-    SyncMessage,
-};
+use mc_protocols::{DocId, Hello, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Message, NodeId};
+
+use docs::{Documents, OwnedWrite};
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
 
 pub use api::{
-    ApiError, ApiRequest, ApiResponse, CampaignSummary, Counters, KnowledgeStatus, LearningStatus,
-    PeerStatus, RequestId, Status,
+    ApiError, ApiRequest, ApiResponse, CampaignSummary, Counters, DocumentInfo, KnowledgeStatus,
+    LearningStatus, PeerStatus, RequestId, Status,
 };
+pub use docs::Documents as DocumentRegistry;
 pub use learning::{
     CampaignRequest, CampaignSpec, CampaignView, FinishedModel, LearnError, Participant, TrainJob,
     TrainKind, TrainResult,
 };
-pub use store::{Restored, StoreOp};
+pub use store::{Restored, RestoredDoc, StoreOp};
 
 /// Milliseconds since the Unix epoch: wall-clock time in the real node,
 /// virtual time in the simulator.
@@ -215,61 +217,37 @@ pub enum Output {
 /// Errors that stop a node from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The persisted knowledge document could not be loaded.
-    #[error("cannot load the stored knowledge document: {0}")]
-    Knowledge(#[from] mc_crdt::Error),
-}
-
-/// How to open a sync exchange with a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Offer {
-    /// A full Automerge sync message: our Bloom filter and the changes the
-    /// peer's last message showed it lacking.
-    Push,
-    /// Our heads only; the peer's answer says what it lacks now.
-    Probe,
+    /// A persisted document could not be loaded.
+    #[error("cannot load the stored document {doc}: {source}")]
+    Document {
+        /// The document.
+        doc: DocId,
+        /// Why.
+        source: mc_crdt::Error,
+    },
+    /// The knowledge document of a store from before sharding could not be
+    /// loaded, so its entries could not be moved into the shards.
+    #[error("cannot load the stored (unsharded) knowledge document: {0}")]
+    Legacy(mc_crdt::Error),
 }
 
 /// What the core knows about one connected peer.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Peer {
     region: Option<String>,
-    sync: SyncSession,
+    /// One Automerge sync session per document, opened on first use.
+    sync: BTreeMap<DocId, SyncSession>,
     last_sync_ms: Option<Millis>,
-}
-
-impl Peer {
-    fn new() -> Self {
-        Self {
-            region: None,
-            sync: SyncSession::new(),
-            last_sync_ms: None,
-        }
-    }
-}
-
-/// A local write waiting for the end of its batch.
-#[derive(Debug)]
-enum PendingWrite {
-    Put { key: String, value: Json },
-    Delete { key: String },
-}
-
-impl PendingWrite {
-    fn as_write(&self) -> Write<'_> {
-        match self {
-            PendingWrite::Put { key, value } => Write::Put { key, value },
-            PendingWrite::Delete { key } => Write::Delete { key },
-        }
-    }
+    /// The peer's last heads digest matched ours on every document.
+    in_sync: bool,
 }
 
 /// What the inputs since the last drain left to finish (see "Group commit"
 /// in the [module docs](self)).
 #[derive(Debug, Default)]
 struct Batch {
-    /// Local writes not yet in the document, with their requests.
-    writes: Vec<(RequestId, PendingWrite)>,
+    /// Local writes not yet in the documents, with their requests.
+    writes: Vec<(RequestId, OwnedWrite)>,
     /// Answers held back until the batch's `Persist` is queued.
     replies: Vec<(RequestId, Result<ApiResponse, ApiError>)>,
     /// The document changed (locally or by a peer) since the last save.
@@ -290,8 +268,7 @@ pub struct Node {
     rng: ChaCha8Rng,
     started_at: Millis,
     now: Millis,
-    kb: KnowledgeBase,
-    next_chunk_seq: u64,
+    docs: Documents,
     peers: BTreeMap<NodeId, Peer>,
     listen_addrs: Vec<String>,
     counters: Counters,
@@ -317,22 +294,18 @@ impl Node {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut actor = [0u8; 16];
         rng.fill_bytes(&mut actor);
-        let next_chunk_seq = restored.next_seq();
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
-        let kb = KnowledgeBase::load(
-            restored.snapshot.as_deref(),
-            restored.chunks.iter().map(|(_, bytes)| bytes.as_slice()),
-            ActorId::from(actor.as_slice()),
-        )?;
+        let actor = ActorId::from(actor.as_slice());
+        let docs = Documents::load(&restored, &actor)
+            .map_err(|(doc, source)| StartError::Document { doc, source })?;
         let mut node = Self {
             config,
             id,
             rng,
             started_at: now,
             now,
-            kb,
-            next_chunk_seq,
+            docs,
             peers: BTreeMap::new(),
             listen_addrs: Vec::new(),
             counters: Counters::default(),
@@ -341,6 +314,7 @@ impl Node {
             learning: learning::Learning::new(SigningKey::from_bytes(&secret)),
             campaigns_seen_at: Vec::new(),
         };
+        node.migrate_legacy(&restored, actor)?;
         node.learning.restore(&restored.campaigns);
         node.schedule_anti_entropy();
         node.schedule_learning();
@@ -374,14 +348,54 @@ impl Node {
         self.peers.keys()
     }
 
-    /// The knowledge document's current heads (hex, sorted).
+    /// Every document's current heads (`doc:hash`, sorted): equal on two
+    /// nodes exactly when they hold the same state.
     pub fn knowledge_heads(&mut self) -> Vec<String> {
-        self.kb.heads()
+        self.docs.heads()
     }
 
-    /// Read access to the knowledge document, for checkers and tests.
-    pub fn knowledge(&self) -> &KnowledgeBase {
-        &self.kb
+    /// Read access to the documents (the knowledge base across its shards),
+    /// for checkers and tests.
+    pub fn knowledge(&self) -> &Documents {
+        &self.docs
+    }
+
+    /// Moves the entries of a store from before sharding into the shards,
+    /// keeping each entry's author and time, and removes the old keys in the
+    /// same store batch.
+    fn migrate_legacy(&mut self, restored: &Restored, actor: ActorId) -> Result<(), StartError> {
+        if restored.legacy.is_empty() {
+            return Ok(());
+        }
+        let legacy = KnowledgeBase::load(
+            restored.legacy.snapshot.as_deref(),
+            restored.legacy.chunks.iter().map(|(_, b)| b.as_slice()),
+            actor,
+        )
+        .map_err(StartError::Legacy)?;
+        let entries = legacy.list("").map_err(StartError::Legacy)?;
+        tracing::info!(
+            entries = entries.len(),
+            "moving the unsharded knowledge document into shards"
+        );
+        self.docs.restore_entries(&entries);
+        self.persist_changed();
+        // No gossip before start: peers that lack the moved entries sync them.
+        let _ = self.docs.take_local_changes();
+        if let Some(Output::Persist(ops)) = self.outputs.back_mut() {
+            ops.push(StoreOp::DeletePrefix(
+                store::LEGACY_CHUNK_PREFIX.to_string(),
+            ));
+            ops.push(StoreOp::DeletePrefix(
+                store::LEGACY_SNAPSHOT_KEY.to_string(),
+            ));
+        } else {
+            self.outputs.push_back(Output::Persist(vec![
+                StoreOp::DeletePrefix(store::LEGACY_CHUNK_PREFIX.to_string()),
+                StoreOp::DeletePrefix(store::LEGACY_SNAPSHOT_KEY.to_string()),
+            ]));
+        }
+        Ok(())
     }
 
     /// Event counters since start.
@@ -411,31 +425,32 @@ impl Node {
                 self.peers.remove(&peer);
             }
             Input::SendFailed(peer) => {
-                // The peer may have lost what we sent; start its session over.
+                // The peer may have lost what we sent; start its sessions over.
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.sync.reset();
+                    p.sync.clear();
                 }
             }
             Input::BroadcastFailed(_) => {
                 self.counters.broadcast_failures += 1;
-                // The change reached no one by gossip: push it by sync at once.
-                self.sync_all_peers(Offer::Push);
+                // The changes reached no one by gossip: a digest round finds
+                // the documents that differ and syncs them at once.
+                self.send_digests();
             }
             Input::Listening(addrs) => self.listen_addrs = addrs,
             Input::Api {
                 id,
                 request: ApiRequest::Put { key, value },
-            } => self.stage_write(id, PendingWrite::Put { key, value }),
+            } => self.stage_write(id, OwnedWrite::Put { key, value }),
             Input::Api {
                 id,
                 request: ApiRequest::Delete { key },
-            } => self.stage_write(id, PendingWrite::Delete { key }),
+            } => self.stage_write(id, OwnedWrite::Delete { key }),
             Input::Api { id, request } => {
                 let response = self.on_api(request);
                 self.batch.replies.push((id, response));
             }
             Input::TimerExpired(Timer::AntiEntropy) => {
-                self.sync_all_peers(self.round_opening());
+                self.send_digests();
                 self.schedule_anti_entropy();
             }
             Input::TimerExpired(Timer::Learning) => {
@@ -463,11 +478,8 @@ impl Node {
     }
 
     /// Queues a local write for the end of the batch, or refuses it now.
-    fn stage_write(&mut self, id: RequestId, write: PendingWrite) {
-        let key = match &write {
-            PendingWrite::Put { key, .. } | PendingWrite::Delete { key } => key,
-        };
-        match validate_key(key) {
+    fn stage_write(&mut self, id: RequestId, write: OwnedWrite) {
+        match validate_key(write.key()) {
             Ok(()) => self.batch.writes.push((id, write)),
             Err(error) => self.batch.replies.push((id, Err(error))),
         }
@@ -480,33 +492,32 @@ impl Node {
             return;
         }
         let pending = std::mem::take(&mut self.batch.writes);
-        let writes: Vec<Write<'_>> = pending.iter().map(|(_, w)| w.as_write()).collect();
-        match self.kb.apply_writes(&writes, self.id.as_str(), self.now) {
-            Ok(changed) => {
-                self.counters.writes_applied += pending.len() as u64;
-                self.counters.write_batches += 1;
-                self.batch.changed |= changed.iter().any(|c| *c);
-                for ((id, write), did) in pending.into_iter().zip(changed) {
-                    let reply = match write {
-                        PendingWrite::Put { key, value } => Ok(ApiResponse::Entry(Entry {
-                            key,
-                            value,
-                            author: self.id.to_string(),
-                            updated_at_ms: self.now,
-                        })),
-                        PendingWrite::Delete { .. } if did => Ok(ApiResponse::Deleted),
-                        PendingWrite::Delete { key } => Err(ApiError::NotFound(key)),
-                    };
-                    self.batch.replies.push((id, reply));
+        let writes: Vec<OwnedWrite> = pending.iter().map(|(_, w)| w.clone()).collect();
+        let results = self.docs.apply_writes(&writes, self.id.as_str(), self.now);
+        self.counters.writes_applied += pending.len() as u64;
+        self.counters.write_batches += 1;
+        for ((id, write), result) in pending.into_iter().zip(results) {
+            let reply = match (write, result) {
+                (OwnedWrite::Put { key, value }, Ok(_)) => {
+                    self.batch.changed = true;
+                    Ok(ApiResponse::Entry(Entry {
+                        key,
+                        value,
+                        author: self.id.to_string(),
+                        updated_at_ms: self.now,
+                    }))
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, writes = pending.len(), "a batch of writes failed");
-                for (id, _) in pending {
-                    let reply = Err(ApiError::Document(error.to_string()));
-                    self.batch.replies.push((id, reply));
+                (OwnedWrite::Delete { .. }, Ok(true)) => {
+                    self.batch.changed = true;
+                    Ok(ApiResponse::Deleted)
                 }
-            }
+                (OwnedWrite::Delete { key }, Ok(false)) => Err(ApiError::NotFound(key)),
+                (_, Err(error)) => {
+                    tracing::warn!(%error, "a write failed");
+                    Err(ApiError::Document(error))
+                }
+            };
+            self.batch.replies.push((id, reply));
         }
     }
 
@@ -515,7 +526,7 @@ impl Node {
     fn end_batch(&mut self) {
         self.apply_pending_writes();
         if std::mem::take(&mut self.batch.changed) {
-            self.persist_increment();
+            self.persist_changed();
         }
         self.publish_local_changes();
         for (id, response) in std::mem::take(&mut self.batch.replies) {
@@ -524,13 +535,13 @@ impl Node {
     }
 
     fn on_peer_connected(&mut self, peer: NodeId) {
-        self.peers.insert(peer.clone(), Peer::new());
+        self.peers.insert(peer.clone(), Peer::default());
         let hello = Message::Hello(Hello {
             region: self.config.region.clone(),
             version: self.config.version.clone(),
         });
         self.send(&peer, &hello);
-        self.offer_sync(&peer);
+        self.send_digest(&peer);
         let mut fx = learning::Effects::default();
         self.learning.on_peer_connected(&peer, &mut fx);
         self.apply_learning(fx);
@@ -553,23 +564,9 @@ impl Node {
                     peer.region = Some(hello.region);
                 }
             }
-            Message::Changes(Changes {
-                doc: DocId::Knowledge,
-                bytes,
-            }) => match self.kb.apply_changes(&bytes) {
-                Ok(changed) => {
-                    self.counters.gossip_received += 1;
-                    self.batch.changed |= changed;
-                }
-                Err(error) => {
-                    self.counters.rejected_messages += 1;
-                    tracing::warn!(peer = %from, %error, "rejected gossiped changes");
-                }
-            },
-            Message::Sync(SyncMessage {
-                doc: DocId::Knowledge,
-                data,
-            }) => self.on_sync(from, &data),
+            Message::Changes(changes) => self.on_changes(&from, changes),
+            Message::Sync(sync) => self.on_sync(from, sync.doc, &sync.data),
+            Message::Digest(digest) => self.on_digest(from, digest),
             Message::Learn(message) => {
                 if !self.peers.contains_key(&from) {
                     return;
@@ -584,36 +581,6 @@ impl Node {
         }
     }
 
-    fn on_sync(&mut self, from: NodeId, data: &[u8]) {
-        self.counters.sync_received += 1;
-        let Some(peer) = self.peers.get_mut(&from) else {
-            // A late message from a peer that has disconnected: its session
-            // is gone, and the next connection starts a fresh one.
-            tracing::debug!(peer = %from, "dropped a sync message from a disconnected peer");
-            return;
-        };
-        match self.kb.receive_sync_message(&mut peer.sync, data) {
-            Ok(changed) => {
-                peer.last_sync_ms = Some(self.now);
-                self.offer_sync(&from);
-                if changed {
-                    self.batch.changed = true;
-                    // Pass what sync brought to the other peers now rather than
-                    // at their next interval, so a change crosses the mesh in
-                    // one interval even without gossip. With gossip on, most
-                    // peers already have it (gossip reached them), so announce
-                    // heads and let the peers that lack it ask.
-                    self.sync_all_peers(self.round_opening());
-                }
-            }
-            Err(error) => {
-                self.counters.rejected_messages += 1;
-                peer.sync.reset();
-                tracing::warn!(peer = %from, %error, "rejected a sync message");
-            }
-        }
-    }
-
     fn on_api(&mut self, request: ApiRequest) -> Result<ApiResponse, ApiError> {
         let doc_error = |e: mc_crdt::Error| ApiError::Document(e.to_string());
         match request {
@@ -622,15 +589,22 @@ impl Node {
             )),
             ApiRequest::Get { key } => {
                 validate_key(&key)?;
-                match self.kb.get(&key).map_err(doc_error)? {
+                match self.docs.get(&key).map_err(doc_error)? {
                     Some(entry) => Ok(ApiResponse::Entry(entry)),
                     None => Err(ApiError::NotFound(key)),
                 }
             }
             ApiRequest::List { prefix } => Ok(ApiResponse::Entries(
-                self.kb.list(&prefix).map_err(doc_error)?,
+                self.docs.list(&prefix).map_err(doc_error)?,
             )),
             ApiRequest::Status => Ok(ApiResponse::Status(Box::new(self.status()))),
+            ApiRequest::ListDocuments => Ok(ApiResponse::Documents(self.docs.infos())),
+            ApiRequest::ExportDocument { id } => id
+                .parse::<DocId>()
+                .ok()
+                .and_then(|doc| self.docs.export(&doc))
+                .map(ApiResponse::DocumentBytes)
+                .ok_or(ApiError::UnknownDocument(id)),
             ApiRequest::CreateCampaign(request) => {
                 let seed = self.rng.next_u64();
                 let (id, spec) = self
@@ -640,7 +614,7 @@ impl Node {
                 let value =
                     Json::from_serialize(&spec).map_err(|e| ApiError::Document(e.to_string()))?;
                 let key = format!("{}{id}", learning::CAMPAIGN_PREFIX);
-                self.kb
+                self.docs
                     .put(&key, &value, self.id.as_str(), self.now)
                     .map_err(doc_error)?;
                 self.batch.changed = true;
@@ -682,12 +656,12 @@ impl Node {
         if self.config.learning_tick_ms.is_none() {
             return;
         }
-        let heads = self.kb.heads();
+        let heads = self.docs.heads();
         if heads == self.campaigns_seen_at {
             return;
         }
         self.campaigns_seen_at = heads;
-        let entries = match self.kb.list(learning::CAMPAIGN_PREFIX) {
+        let entries = match self.docs.list(learning::CAMPAIGN_PREFIX) {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(%error, "cannot list campaigns");
@@ -731,7 +705,7 @@ impl Node {
         }
         for (key, value) in fx.writes {
             let value = Json::from(value);
-            match self.kb.put(&key, &value, self.id.as_str(), self.now) {
+            match self.docs.put(&key, &value, self.id.as_str(), self.now) {
                 Ok(()) => self.batch.changed = true,
                 Err(error) => tracing::warn!(%key, %error, "cannot record a round"),
             }
@@ -754,7 +728,7 @@ impl Node {
 
     /// The status report for `GET /status`.
     pub fn status(&mut self) -> Status {
-        let stats = self.kb.stats();
+        let stats = self.docs.knowledge_stats();
         let peers = self
             .peers
             .iter()
@@ -762,7 +736,7 @@ impl Node {
                 peer_id: id.to_string(),
                 region: peer.region.clone(),
                 last_sync_ms: peer.last_sync_ms,
-                in_sync: peer.sync.in_sync_with(&mut self.kb),
+                in_sync: peer.in_sync,
             })
             .collect();
         Status {
@@ -796,117 +770,6 @@ impl Node {
                     })
                     .collect(),
             },
-        }
-    }
-
-    /// Broadcasts the local changes made since the last broadcast, or hands
-    /// them to sync when gossip is off or they do not fit a gossip message.
-    fn publish_local_changes(&mut self) {
-        let bytes = self.kb.take_local_changes();
-        if bytes.is_empty() || !self.config.gossip {
-            return; // without gossip, anti-entropy carries them at the next interval
-        }
-        let message = Message::Changes(Changes {
-            doc: DocId::Knowledge,
-            bytes,
-        });
-        match mc_protocols::encode(&message, self.config.max_gossip_bytes) {
-            Ok(bytes) => {
-                self.counters.gossip_published += 1;
-                self.outputs.push_back(Output::Broadcast {
-                    topic: Topic::Knowledge,
-                    bytes,
-                });
-            }
-            Err(error) => {
-                self.counters.gossip_oversize_fallbacks += 1;
-                tracing::info!(%error, "changes too large for gossip, sending them by sync");
-                self.sync_all_peers(Offer::Push);
-            }
-        }
-    }
-
-    /// Queues the document's unsaved changes as the next incremental chunk,
-    /// compacting the stored form when the chunks have grown large.
-    fn persist_increment(&mut self) {
-        let chunk = self.kb.save_incremental();
-        if chunk.is_empty() {
-            return;
-        }
-        let mut ops = vec![StoreOp::Put {
-            key: store::chunk_key(self.next_chunk_seq),
-            value: chunk,
-        }];
-        self.next_chunk_seq += 1;
-        if self.kb.needs_compaction() {
-            self.counters.compactions += 1;
-            ops = vec![
-                StoreOp::Put {
-                    key: store::KNOWLEDGE_SNAPSHOT_KEY.to_string(),
-                    value: self.kb.compact(),
-                },
-                StoreOp::DeletePrefix(store::KNOWLEDGE_CHUNK_PREFIX.to_string()),
-            ];
-            self.next_chunk_seq = 0;
-        }
-        self.outputs.push_back(Output::Persist(ops));
-    }
-
-    /// How a sync round this node starts opens: with gossip on, changes
-    /// normally reach peers by gossip, so a round opens with our heads only
-    /// and peers ask for what they lack ([`KnowledgeBase::generate_sync_probe`]);
-    /// without gossip, sync is the only carrier and pushes changes at once.
-    fn round_opening(&self) -> Offer {
-        if self.config.gossip {
-            Offer::Probe
-        } else {
-            Offer::Push
-        }
-    }
-
-    fn sync_all_peers(&mut self, offer: Offer) {
-        let peers: Vec<NodeId> = self.peers.keys().cloned().collect();
-        for peer in peers {
-            self.send_sync(&peer, offer);
-        }
-    }
-
-    /// Sends the next step of the sync protocol to `peer`, if there is one.
-    fn offer_sync(&mut self, peer: &NodeId) {
-        self.send_sync(peer, Offer::Push);
-    }
-
-    fn send_sync(&mut self, peer: &NodeId, offer: Offer) {
-        let Some(state) = self.peers.get_mut(peer) else {
-            return;
-        };
-        let data = match offer {
-            Offer::Push => self.kb.generate_sync_message(&mut state.sync),
-            Offer::Probe => self.kb.generate_sync_probe(&mut state.sync),
-        };
-        let Some(data) = data else {
-            return;
-        };
-        self.counters.sync_sent += 1;
-        let message = Message::Sync(SyncMessage {
-            doc: DocId::Knowledge,
-            data,
-        });
-        self.send(peer, &message);
-    }
-
-    fn send(&mut self, to: &NodeId, message: &Message) {
-        match mc_protocols::encode(message, MAX_MESSAGE_BYTES) {
-            Ok(bytes) => self.outputs.push_back(Output::Send {
-                to: to.clone(),
-                bytes,
-            }),
-            Err(error) => {
-                tracing::error!(peer = %to, %error, "cannot encode a message for a peer");
-                if let Some(p) = self.peers.get_mut(to) {
-                    p.sync.reset();
-                }
-            }
         }
     }
 

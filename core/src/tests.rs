@@ -306,16 +306,29 @@ fn every_acknowledged_put_is_in_the_store_and_reloads() {
 fn the_store_is_compacted_and_still_reloads() {
     let mut net = Net::new(&["a"], true);
     let mut compacted = false;
-    for i in 0..600 {
-        net.put("a", &format!("k{i}"), json!({"i": i}));
+    // Keys of one shard, so that its chunks pile up.
+    let shard = DocId::Knowledge { shard: 0 };
+    let keys = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| DocId::knowledge_of(k) == shard);
+    for (i, key) in keys.take(600).enumerate() {
+        net.put("a", &key, json!({"i": i}));
         let h = &net.nodes[&NodeId::from("a")];
         if h.node.counters().compactions > 0 {
             compacted = true;
-            assert!(h.store.contains_key(store::KNOWLEDGE_SNAPSHOT_KEY));
+            assert!(h.store.contains_key(&store::snapshot_key(&shard)));
+            assert!(
+                !h.store
+                    .keys()
+                    .any(|k| k.starts_with(&store::chunk_prefix(&shard)))
+            );
             break;
         }
     }
-    assert!(compacted, "600 chunks never triggered a compaction");
+    assert!(
+        compacted,
+        "600 chunks of one shard never triggered a compaction"
+    );
     net.put("a", "after", json!(1));
     let h = &net.nodes[&NodeId::from("a")];
     let restored = Restored::from_pairs(h.store.clone());
@@ -848,4 +861,71 @@ fn a_batch_of_writes_is_one_change_one_persist_one_broadcast() {
     }
     assert_eq!(net.get("b", "k9"), Some(json!(9)));
     assert_eq!(net.nodes[&NodeId::from("b")].node.knowledge().len(), 10);
+}
+
+/// A store written before the knowledge base was sharded: its entries move
+/// into the shards with their authors and times, and the old keys go in the
+/// same store batch.
+#[test]
+fn an_unsharded_store_is_moved_into_shards_on_start() {
+    let mut old = KnowledgeBase::new(ActorId::from(&b"old-node"[..]));
+    for i in 0..50u64 {
+        old.put(
+            &format!("k{i}"),
+            &Json::from(json!(i)),
+            "old-author",
+            1_000 + i,
+        )
+        .unwrap();
+    }
+    let pairs = vec![
+        (store::LEGACY_SNAPSHOT_KEY.to_string(), old.compact()),
+        (
+            format!("{}{:020}", store::LEGACY_CHUNK_PREFIX, 0),
+            Vec::new(),
+        ),
+    ];
+    let mut store: BTreeMap<String, Vec<u8>> = pairs.iter().cloned().collect();
+    let mut node = Node::new(
+        Config::new("r"),
+        NodeId::from("a"),
+        Restored::from_pairs(pairs),
+        3,
+        0,
+    )
+    .unwrap();
+    let entry = node.knowledge().get("k7").unwrap().unwrap();
+    assert_eq!(
+        (entry.author.as_str(), entry.updated_at_ms),
+        ("old-author", 1_007)
+    );
+    assert_eq!(node.knowledge().len(), 50);
+    while let Some(output) = node.poll_output() {
+        if let Output::Persist(ops) = output {
+            for op in ops {
+                match op {
+                    StoreOp::Put { key, value } => {
+                        store.insert(key, value);
+                    }
+                    StoreOp::DeletePrefix(prefix) => {
+                        store.retain(|k: &String, _| !k.starts_with(&prefix))
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        store.keys().all(|k| k.starts_with(store::DOC_PREFIX)),
+        "{:?}",
+        store.keys()
+    );
+    let again = Node::new(
+        Config::new("r"),
+        NodeId::from("a"),
+        Restored::from_pairs(store),
+        4,
+        0,
+    )
+    .unwrap();
+    assert_eq!(again.knowledge().len(), 50);
 }

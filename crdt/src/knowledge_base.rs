@@ -72,6 +72,12 @@ pub enum Write<'a> {
         /// The key.
         key: &'a str,
     },
+    /// Store `entry` under its key with its own author and time (moving
+    /// entries from one document to another).
+    Restore {
+        /// The entry.
+        entry: &'a Entry,
+    },
 }
 
 /// The raw bytes of the only change applied since the last save, and the heads they are valid
@@ -209,6 +215,11 @@ impl KnowledgeBase {
                 Write::Put { key, value } => entry::encode(value, author, now_ms)
                     .and_then(|encoded| Ok(self.doc.put(&entries, key, encoded)?))
                     .map(|()| true),
+                Write::Restore { entry } => {
+                    entry::encode(&entry.value, &entry.author, entry.updated_at_ms)
+                        .and_then(|encoded| Ok(self.doc.put(&entries, &entry.key, encoded)?))
+                        .map(|()| true)
+                }
                 Write::Delete { key } => match self.doc.get(&entries, key) {
                     Ok(Some(_)) => self
                         .doc

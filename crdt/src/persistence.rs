@@ -107,6 +107,12 @@ impl KnowledgeBase {
         bytes
     }
 
+    /// The whole document as Automerge bytes, for export to other Automerge implementations.
+    /// Unlike [`Self::compact`] it does not touch the persistence cursor.
+    pub fn export(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
     /// Sets the compaction policy: [`Self::needs_compaction`] becomes true once more than
     /// `max_incrementals` chunks or more than `max_bytes` bytes of incrementals have been saved
     /// since the last compaction. Defaults: 256 chunks, 1 MiB.

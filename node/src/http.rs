@@ -8,6 +8,7 @@
 //! | GET | `/v1/knowledge/{key}` | the entry, or 404 |
 //! | DELETE | `/v1/knowledge/{key}` | 204, or 404 |
 //! | GET | `/v1/knowledge?prefix=P` | a JSON array of entries, sorted by key |
+//! | GET | `/v1/documents`, `/v1/documents/{id}` | see [`crate::http_documents`] |
 //!
 //! Errors are `{"error": CODE, "detail": TEXT}` with a 4xx/5xx status.
 //! Keys may contain `/`, raw or percent-encoded.
@@ -117,6 +118,9 @@ impl From<ApiError> for HttpError {
         match e {
             ApiError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
             ApiError::InvalidKey(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_key", detail),
+            ApiError::UnknownDocument(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_document", detail)
+            }
             ApiError::Document(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "document_error", detail)
             }
@@ -170,6 +174,7 @@ pub fn router(state: AppState) -> Router {
             get(get_entry).put(put_entry).delete(delete_entry),
         )
         .merge(crate::http_learn::routes())
+        .merge(crate::http_documents::routes())
         .fallback(|| async {
             HttpError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint")
         })

@@ -15,7 +15,8 @@
 //! - [`transport`]: the libp2p behaviour (TCP, noise, yamux, identify,
 //!   Kademlia, ping, gossipsub, request-response) and its tuning.
 //! - [`store`]: sled persistence of the node key and the core's batches.
-//! - [`http`]: the axum API and its JSON error format.
+//! - [`http`]: the axum API and its JSON error format; [`http_learn`] and
+//!   [`http_documents`] add the learning and document-export routes.
 //! - [`config`]: the TOML file and the flags that override it.
 //! - [`cli`]: the `mc-node` command line and logging set-up.
 
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod cli_learn;
 pub mod config;
 pub mod http;
+pub mod http_documents;
 pub mod http_learn;
 pub mod learner;
 pub mod runtime;

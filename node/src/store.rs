@@ -144,7 +144,7 @@ mod tests {
             peer
         );
         let restored = store.restore().unwrap();
-        assert_eq!(restored.snapshot, Some(vec![9]));
-        assert!(restored.chunks.is_empty());
+        assert_eq!(restored.legacy.snapshot, Some(vec![9]));
+        assert!(restored.legacy.chunks.is_empty());
     }
 }

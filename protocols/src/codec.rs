@@ -3,7 +3,7 @@
 use crate::message::Message;
 
 /// The envelope version this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// The largest encoded message accepted on a point-to-point stream.
 ///
@@ -83,7 +83,7 @@ pub fn decode(bytes: &[u8], max: usize) -> Result<Message, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Changes, DocId, Hello, LearnMessage, SyncMessage};
+    use crate::message::{Changes, DocDigest, DocId, Hello, LearnMessage, SyncMessage};
     use proptest::prelude::*;
 
     fn samples() -> Vec<Message> {
@@ -92,14 +92,24 @@ mod tests {
                 region: "eu-west".into(),
                 version: "0.1.0".into(),
             }),
-            Message::Changes(Changes {
-                doc: DocId::Knowledge,
-                bytes: vec![1, 2, 3, 255],
-            }),
+            Message::Changes(vec![
+                Changes {
+                    doc: DocId::Knowledge { shard: 0 },
+                    bytes: vec![1, 2, 3, 255],
+                },
+                Changes {
+                    doc: DocId::Knowledge { shard: 31 },
+                    bytes: vec![4],
+                },
+            ]),
             Message::Sync(SyncMessage {
-                doc: DocId::Knowledge,
+                doc: DocId::Knowledge { shard: 3 },
                 data: vec![],
             }),
+            Message::Digest(vec![DocDigest {
+                doc: DocId::Knowledge { shard: 5 },
+                heads: u64::MAX,
+            }]),
             Message::Learn(LearnMessage::UpdateChunk {
                 campaign: [7; 16],
                 round: 3,
@@ -129,23 +139,23 @@ mod tests {
 
     #[test]
     fn byte_payloads_are_compact() {
-        let m = Message::Changes(Changes {
-            doc: DocId::Knowledge,
+        let m = Message::Changes(vec![Changes {
+            doc: DocId::Knowledge { shard: 1 },
             bytes: vec![7; 1000],
-        });
-        // version + variant + doc + varint length (2 bytes) + payload
+        }]);
+        // version + variant + count + doc (variant, shard) + varint length (2 bytes) + payload
         assert_eq!(
             encode(&m, MAX_MESSAGE_BYTES).unwrap().len(),
-            1 + 1 + 1 + 2 + 1000
+            1 + 1 + 1 + 2 + 2 + 1000
         );
     }
 
     #[test]
     fn oversized_input_is_rejected_before_parsing() {
-        let m = Message::Changes(Changes {
-            doc: DocId::Knowledge,
+        let m = Message::Changes(vec![Changes {
+            doc: DocId::Knowledge { shard: 0 },
             bytes: vec![0; 100],
-        });
+        }]);
         let bytes = encode(&m, MAX_MESSAGE_BYTES).unwrap();
         assert!(matches!(
             decode(&bytes, 50),
@@ -175,8 +185,8 @@ mod tests {
 
     #[test]
     fn a_length_prefix_larger_than_the_input_is_an_error() {
-        // Changes, Knowledge, then a varint claiming 2^28 bytes follow.
-        let bytes = [WIRE_VERSION, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x01];
+        // Changes, one entry, Knowledge shard 0, then a varint claiming 2^28 bytes follow.
+        let bytes = [WIRE_VERSION, 1, 1, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x01];
         assert!(matches!(
             decode(&bytes, MAX_MESSAGE_BYTES),
             Err(Error::Malformed(_))
@@ -206,8 +216,8 @@ mod tests {
         fn arbitrary_messages_round_trip(region in ".{0,40}", payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             for m in [
                 Message::Hello(Hello { region: region.clone(), version: region.clone() }),
-                Message::Changes(Changes { doc: DocId::Knowledge, bytes: payload.clone() }),
-                Message::Sync(SyncMessage { doc: DocId::Knowledge, data: payload.clone() }),
+                Message::Changes(vec![Changes { doc: DocId::Knowledge { shard: 7 }, bytes: payload.clone() }]),
+                Message::Sync(SyncMessage { doc: DocId::Knowledge { shard: 7 }, data: payload.clone() }),
             ] {
                 let bytes = encode(&m, MAX_MESSAGE_BYTES).unwrap();
                 prop_assert_eq!(decode(&bytes, MAX_MESSAGE_BYTES).unwrap(), m);

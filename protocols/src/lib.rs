@@ -22,7 +22,8 @@
 //!
 //! # Layout
 //!
-//! - [`message`]: the message types ([`Message`], [`Hello`], [`Changes`], [`SyncMessage`]).
+//! - [`message`]: the message types ([`Message`], [`Hello`], [`Changes`], [`SyncMessage`],
+//!   [`DocDigest`]) and document ids ([`DocId`], the knowledge shards).
 //! - [`codec`]: [`encode`] / [`decode`], the size limits and the [`Error`] enum.
 //! - [`node_id`]: [`NodeId`], how the core names a peer without knowing libp2p.
 
@@ -33,5 +34,8 @@ pub mod node_id;
 pub use codec::{
     Error, MAX_GOSSIP_MESSAGE_BYTES, MAX_MESSAGE_BYTES, WIRE_VERSION, decode, encode, encoded_len,
 };
-pub use message::{Changes, DocId, Hello, LearnMessage, Message, SyncMessage};
+pub use message::{
+    Changes, DocDigest, DocId, Hello, InvalidDocId, KNOWLEDGE_SHARDS, LearnMessage, Message,
+    SyncMessage, knowledge_shard,
+};
 pub use node_id::NodeId;

@@ -177,7 +177,7 @@ mod tests {
         assert!(d.reply(reply(1)).is_none());
         assert!(d.flushed(b1).is_empty(), "batch 2 is still unflushed");
         assert_eq!(d.flushed(b2).len(), 1);
-        assert_eq!(d.restored().chunks.len(), 2);
+        assert_eq!(d.restored().legacy.chunks.len(), 2);
     }
 
     #[test]
@@ -195,7 +195,7 @@ mod tests {
             }
         );
         let restored = d.restored();
-        assert_eq!(restored.chunks.len(), 1);
+        assert_eq!(restored.legacy.chunks.len(), 1);
         assert!(
             d.reply(reply(8)).is_some(),
             "nothing pending after the crash"
@@ -213,7 +213,7 @@ mod tests {
         let (b, _) = d.write(vec![StoreOp::DeletePrefix("knowledge/chunk/".into())], 0, 1);
         d.flushed(b);
         let r = d.restored();
-        assert!(r.chunks.is_empty());
-        assert!(r.snapshot.is_some());
+        assert!(r.legacy.chunks.is_empty());
+        assert!(r.legacy.snapshot.is_some());
     }
 }

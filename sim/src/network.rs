@@ -132,7 +132,8 @@ impl Kind {
     pub fn of_envelope(bytes: &[u8]) -> Kind {
         match bytes.get(1) {
             Some(0) => Kind::Hello,
-            Some(2) => Kind::Sync,
+            // Sync steps and the heads digests that open anti-entropy rounds.
+            Some(2 | 4) => Kind::Sync,
             Some(3) => Kind::Learn,
             _ => Kind::OtherDirect,
         }
@@ -467,13 +468,13 @@ mod tests {
             version: "v".into(),
         });
         let sync = Message::Sync(SyncMessage {
-            doc: DocId::Knowledge,
+            doc: DocId::Knowledge { shard: 0 },
             data: vec![1; 300],
         });
-        let changes = Message::Changes(Changes {
-            doc: DocId::Knowledge,
+        let changes = Message::Changes(vec![Changes {
+            doc: DocId::Knowledge { shard: 0 },
             bytes: vec![2; 3],
-        });
+        }]);
         assert_eq!(
             Kind::of_envelope(&encode(&hello, MAX_MESSAGE_BYTES).unwrap()),
             Kind::Hello

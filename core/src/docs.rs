@@ -1,0 +1,363 @@
+//! The document registry: every replicated document a node holds, each with
+//! its own Automerge state, persistence chunks and (per peer, in the core)
+//! sync session.
+//!
+//! Today the registry holds the knowledge base, sharded over
+//! [`KNOWLEDGE_SHARDS`] documents by [`mc_protocols::knowledge_shard`]; later
+//! capabilities add documents of their own kinds ([`DocId`] is an open
+//! family). Reads of the knowledge base go to the key's shard, listings merge
+//! every shard in key order. A batch of writes is one Automerge change per
+//! shard it touches, and one [`StoreOp`] batch for all of them.
+
+use std::collections::BTreeMap;
+
+use mc_crdt::{ActorId, Entry, Json, KnowledgeBase, Write};
+use mc_protocols::{DocDigest, DocId, KNOWLEDGE_SHARDS};
+
+use crate::store::{self, Restored, StoreOp};
+
+/// One document and its persistence cursor.
+#[derive(Debug)]
+struct Slot {
+    kb: KnowledgeBase,
+    /// The sequence number its next incremental chunk gets.
+    next_chunk_seq: u64,
+    /// Changed since its last save.
+    changed: bool,
+}
+
+/// Every document of this node. See the [module docs](self).
+#[derive(Debug)]
+pub struct Documents {
+    slots: BTreeMap<DocId, Slot>,
+}
+
+/// A write, owned, as the core queues it.
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedWrite {
+    Put { key: String, value: Json },
+    Delete { key: String },
+}
+
+impl OwnedWrite {
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            OwnedWrite::Put { key, .. } | OwnedWrite::Delete { key } => key,
+        }
+    }
+
+    fn as_write(&self) -> Write<'_> {
+        match self {
+            OwnedWrite::Put { key, value } => Write::Put { key, value },
+            OwnedWrite::Delete { key } => Write::Delete { key },
+        }
+    }
+}
+
+/// The digest of a set of heads: XOR of each head's first 8 bytes.
+fn digest_of(heads: &[String]) -> u64 {
+    heads
+        .iter()
+        .filter_map(|hex| hex.get(..16))
+        .filter_map(|prefix| u64::from_str_radix(prefix, 16).ok())
+        .fold(0, |acc, h| acc ^ h)
+}
+
+impl Documents {
+    /// Rebuilds every document from what the store held; a document the store
+    /// has nothing of starts empty. Local changes are made by `actor`.
+    pub fn load(restored: &Restored, actor: &ActorId) -> Result<Self, (DocId, mc_crdt::Error)> {
+        let mut slots = BTreeMap::new();
+        for id in DocId::knowledge_shards() {
+            let stored = restored.docs.get(&id);
+            debug_assert!(matches!(id, DocId::Knowledge { shard } if shard < KNOWLEDGE_SHARDS));
+            let kb = KnowledgeBase::load(
+                stored.and_then(|d| d.snapshot.as_deref()),
+                stored
+                    .into_iter()
+                    .flat_map(|d| d.chunks.iter().map(|(_, bytes)| bytes.as_slice())),
+                actor.clone(),
+            )
+            .map_err(|e| (id, e))?;
+            let next_chunk_seq = stored.map_or(0, store::RestoredDoc::next_seq);
+            slots.insert(
+                id,
+                Slot {
+                    kb,
+                    next_chunk_seq,
+                    changed: false,
+                },
+            );
+        }
+        Ok(Self { slots })
+    }
+
+    /// The ids of every document, in order.
+    pub fn ids(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.slots.keys().copied()
+    }
+
+    /// One document, for reads.
+    pub fn doc(&self, id: &DocId) -> Option<&KnowledgeBase> {
+        self.slots.get(id).map(|s| &s.kb)
+    }
+
+    /// One document, for the sync protocol.
+    pub(crate) fn doc_mut(&mut self, id: &DocId) -> Option<&mut KnowledgeBase> {
+        self.slots.get_mut(id).map(|s| &mut s.kb)
+    }
+
+    /// The knowledge entry under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<Entry>, mc_crdt::Error> {
+        match self.doc(&DocId::knowledge_of(key)) {
+            Some(kb) => kb.get(key),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` holds a knowledge entry.
+    pub fn contains_key(&self, key: &str) -> Result<bool, mc_crdt::Error> {
+        match self.doc(&DocId::knowledge_of(key)) {
+            Some(kb) => kb.contains_key(key),
+            None => Ok(false),
+        }
+    }
+
+    /// Knowledge entries whose key starts with `prefix`, across every shard,
+    /// sorted by key.
+    pub fn list(&self, prefix: &str) -> Result<Vec<Entry>, mc_crdt::Error> {
+        let mut out = Vec::new();
+        for id in DocId::knowledge_shards() {
+            if let Some(kb) = self.doc(&id) {
+                out.extend(kb.list(prefix)?);
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Knowledge keys in every shard.
+    pub fn len(&self) -> usize {
+        DocId::knowledge_shards()
+            .filter_map(|id| self.doc(&id))
+            .map(KnowledgeBase::len)
+            .sum()
+    }
+
+    /// Whether the knowledge base holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every document's heads, as `doc:hash` strings, sorted: equal on two
+    /// nodes exactly when they hold the same state.
+    pub fn heads(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, slot) in &mut self.slots {
+            out.extend(slot.kb.heads().into_iter().map(|h| format!("{id}:{h}")));
+        }
+        out
+    }
+
+    /// Changes, entries and saved bytes summed over the knowledge shards.
+    pub fn knowledge_stats(&mut self) -> mc_crdt::DocStats {
+        let mut total = mc_crdt::DocStats {
+            entries: 0,
+            changes: 0,
+            heads: Vec::new(),
+            saved_bytes: 0,
+            incrementals_since_compaction: 0,
+        };
+        for (id, slot) in &mut self.slots {
+            let stats = slot.kb.stats();
+            total.entries += stats.entries;
+            total.changes += stats.changes;
+            total.saved_bytes += stats.saved_bytes;
+            total.incrementals_since_compaction += stats.incrementals_since_compaction;
+            total
+                .heads
+                .extend(stats.heads.into_iter().map(|h| format!("{id}:{h}")));
+        }
+        total
+    }
+
+    /// The heads digest of every document, for [`mc_protocols::Message::Digest`].
+    pub fn digests(&mut self) -> Vec<DocDigest> {
+        self.slots
+            .iter_mut()
+            .map(|(id, slot)| DocDigest {
+                doc: *id,
+                heads: digest_of(&slot.kb.heads()),
+            })
+            .collect()
+    }
+
+    /// Marks a document as changed (by a peer) so that the next save covers it.
+    pub(crate) fn mark_changed(&mut self, id: &DocId) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            slot.changed = true;
+        }
+    }
+
+    /// Applies `writes` in order, one Automerge change per knowledge shard
+    /// they touch. Returns, per write, whether it changed its document, or
+    /// the error of a shard that refused its writes.
+    pub(crate) fn apply_writes(
+        &mut self,
+        writes: &[OwnedWrite],
+        author: &str,
+        now: u64,
+    ) -> Vec<Result<bool, String>> {
+        let mut by_shard: BTreeMap<DocId, Vec<usize>> = BTreeMap::new();
+        for (i, write) in writes.iter().enumerate() {
+            by_shard
+                .entry(DocId::knowledge_of(write.key()))
+                .or_default()
+                .push(i);
+        }
+        let mut results: Vec<Result<bool, String>> = vec![Ok(false); writes.len()];
+        for (id, indices) in by_shard {
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            let batch: Vec<Write<'_>> = indices.iter().map(|&i| writes[i].as_write()).collect();
+            match slot.kb.apply_writes(&batch, author, now) {
+                Ok(changed) => {
+                    slot.changed |= changed.iter().any(|c| *c);
+                    for (&i, did) in indices.iter().zip(changed) {
+                        results[i] = Ok(did);
+                    }
+                }
+                Err(error) => {
+                    let error = format!("{id}: {error}");
+                    for &i in &indices {
+                        results[i] = Err(error.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// Stores whole entries (author and time kept) in their shards, one
+    /// change per shard; entries a shard refuses are logged and skipped.
+    pub(crate) fn restore_entries(&mut self, entries: &[Entry]) {
+        let mut by_shard: BTreeMap<DocId, Vec<Write<'_>>> = BTreeMap::new();
+        for entry in entries {
+            by_shard
+                .entry(DocId::knowledge_of(&entry.key))
+                .or_default()
+                .push(Write::Restore { entry });
+        }
+        for (id, writes) in by_shard {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                match slot.kb.apply_writes(&writes, "", 0) {
+                    Ok(_) => slot.changed = true,
+                    Err(error) => tracing::error!(doc = %id, %error, "cannot restore entries"),
+                }
+            }
+        }
+    }
+
+    /// Writes one knowledge entry as its own change (round records, campaign
+    /// declarations).
+    pub(crate) fn put(
+        &mut self,
+        key: &str,
+        value: &Json,
+        author: &str,
+        now: u64,
+    ) -> Result<(), mc_crdt::Error> {
+        let id = DocId::knowledge_of(key);
+        match self.slots.get_mut(&id) {
+            Some(slot) => {
+                slot.kb.put(key, value, author, now)?;
+                slot.changed = true;
+                Ok(())
+            }
+            None => Err(mc_crdt::Error::Layout(format!("no document {id}"))),
+        }
+    }
+
+    /// The local changes of every document not yet handed out, per document.
+    pub(crate) fn take_local_changes(&mut self) -> Vec<(DocId, Vec<u8>)> {
+        self.slots
+            .iter_mut()
+            .filter_map(|(id, slot)| {
+                let bytes = slot.kb.take_local_changes();
+                (!bytes.is_empty()).then_some((*id, bytes))
+            })
+            .collect()
+    }
+
+    /// The store writes that save every changed document: an incremental
+    /// chunk each, or a compacted snapshot that replaces the document's
+    /// chunks when they have grown large. Returns the ops and the number of
+    /// compactions among them.
+    pub(crate) fn save_changed(&mut self) -> (Vec<StoreOp>, u64) {
+        let mut ops = Vec::new();
+        let mut compactions = 0;
+        for (id, slot) in &mut self.slots {
+            if !std::mem::take(&mut slot.changed) {
+                continue;
+            }
+            let chunk = slot.kb.save_incremental();
+            if chunk.is_empty() {
+                continue;
+            }
+            if slot.kb.needs_compaction() {
+                compactions += 1;
+                ops.push(StoreOp::Put {
+                    key: store::snapshot_key(id),
+                    value: slot.kb.compact(),
+                });
+                ops.push(StoreOp::DeletePrefix(store::chunk_prefix(id)));
+                slot.next_chunk_seq = 0;
+            } else {
+                ops.push(StoreOp::Put {
+                    key: store::chunk_key(id, slot.next_chunk_seq),
+                    value: chunk,
+                });
+                slot.next_chunk_seq += 1;
+            }
+        }
+        (ops, compactions)
+    }
+
+    /// The whole document as Automerge bytes (for export; persistence is
+    /// unaffected).
+    pub(crate) fn export(&mut self, id: &DocId) -> Option<Vec<u8>> {
+        self.slots.get_mut(id).map(|s| s.kb.export())
+    }
+
+    /// Size and heads of every document, for `GET /v1/documents`.
+    pub(crate) fn infos(&mut self) -> Vec<crate::api::DocumentInfo> {
+        self.slots
+            .iter_mut()
+            .map(|(id, slot)| {
+                let stats = slot.kb.stats();
+                crate::api::DocumentInfo {
+                    id: id.to_string(),
+                    entries: stats.entries,
+                    changes: stats.changes,
+                    heads: stats.heads,
+                    saved_bytes: stats.saved_bytes,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_ignore_order_and_see_any_difference() {
+        let a = vec!["00000000000000ff".repeat(4), "0100000000000000".repeat(4)];
+        let b = vec![a[1].clone(), a[0].clone()];
+        assert_eq!(digest_of(&a), digest_of(&b));
+        assert_ne!(digest_of(&a), digest_of(&a[..1]));
+        assert_eq!(digest_of(&[]), 0);
+    }
+}
