@@ -52,7 +52,7 @@ pub enum ApiRequest {
     ListDocuments,
     /// One document's whole Automerge bytes.
     ExportDocument {
-        /// The document's id, e.g. `knowledge/07`.
+        /// The document's id, e.g. `knowledge/007`.
         id: String,
     },
     /// A signed update handed over by the API instead of a peer; it is
@@ -89,7 +89,7 @@ pub enum ApiResponse {
 /// One replicated document, as `GET /v1/documents` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DocumentInfo {
-    /// The id, e.g. `knowledge/07`.
+    /// The id, e.g. `knowledge/007`.
     pub id: String,
     /// Keys in its entries map.
     pub entries: usize,

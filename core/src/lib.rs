@@ -248,6 +248,9 @@ struct Peer {
 struct Batch {
     /// Local writes not yet in the documents, with their requests.
     writes: Vec<(RequestId, OwnedWrite)>,
+    /// Gossiped changes, checked but not yet applied, per document: a burst
+    /// of messages is applied in one pass over each document.
+    received: BTreeMap<DocId, Vec<mc_crdt::DecodedChanges>>,
     /// Answers held back until the batch's `Persist` is queued.
     replies: Vec<(RequestId, Result<ApiResponse, ApiError>)>,
     /// The document changed (locally or by a peer) since the last save.
@@ -256,7 +259,10 @@ struct Batch {
 
 impl Batch {
     fn is_open(&self) -> bool {
-        self.changed || !self.writes.is_empty() || !self.replies.is_empty()
+        self.changed
+            || !self.writes.is_empty()
+            || !self.received.is_empty()
+            || !self.replies.is_empty()
     }
 }
 
@@ -406,16 +412,20 @@ impl Node {
     /// Feeds one input at time `now` (never earlier than the previous input's).
     pub fn handle(&mut self, now: Millis, input: Input) {
         self.now = self.now.max(now);
-        let is_write = matches!(
+        // Writes and gossiped changes are staged for the end of the batch;
+        // anything else may read the documents, so it sees them applied
+        // (`on_message` decides for received messages once it has decoded
+        // them).
+        let staged = matches!(
             input,
-            Input::Api {
-                request: ApiRequest::Put { .. } | ApiRequest::Delete { .. },
-                ..
-            }
+            Input::Received { .. }
+                | Input::Api {
+                    request: ApiRequest::Put { .. } | ApiRequest::Delete { .. },
+                    ..
+                }
         );
-        if !is_write {
-            // Anything else may read the document: it sees the batch's writes.
-            self.apply_pending_writes();
+        if !staged {
+            self.apply_pending();
         }
         match input {
             Input::Tick => {}
@@ -485,8 +495,30 @@ impl Node {
         }
     }
 
-    /// Applies the batch's pending writes to the document as one change and
-    /// queues their answers (sent at the end of the batch).
+    /// Applies what the batch staged: received changes, then local writes.
+    fn apply_pending(&mut self) {
+        for (doc, batches) in std::mem::take(&mut self.batch.received) {
+            let Some(kb) = self.docs.doc_mut(&doc) else {
+                continue;
+            };
+            match kb.apply_decoded(batches) {
+                Ok(changed) => {
+                    if changed {
+                        self.docs.mark_changed(&doc);
+                        self.batch.changed = true;
+                    }
+                }
+                Err(error) => {
+                    self.counters.rejected_messages += 1;
+                    tracing::warn!(%doc, %error, "rejected gossiped changes");
+                }
+            }
+        }
+        self.apply_pending_writes();
+    }
+
+    /// Applies the batch's pending writes to the documents, one change per
+    /// document, and queues their answers (sent at the end of the batch).
     fn apply_pending_writes(&mut self) {
         if self.batch.writes.is_empty() {
             return;
@@ -524,7 +556,7 @@ impl Node {
     /// Closes the batch: its writes as one change, one `Persist` of all that
     /// changed, one gossip message of its local changes, then its replies.
     fn end_batch(&mut self) {
-        self.apply_pending_writes();
+        self.apply_pending();
         if std::mem::take(&mut self.batch.changed) {
             self.persist_changed();
         }
@@ -556,6 +588,9 @@ impl Node {
                 return;
             }
         };
+        if !matches!(message, Message::Changes(_)) {
+            self.apply_pending();
+        }
         match message {
             Message::Hello(hello) => {
                 // Only connected peers are tracked: a message the transport

@@ -16,6 +16,8 @@
 
 use mc_protocols::{Changes, DocDigest, DocId, MAX_MESSAGE_BYTES, Message, NodeId, SyncMessage};
 
+use mc_crdt::KnowledgeBase;
+
 use crate::{Node, Output, Topic};
 
 /// How to open a sync exchange with a peer.
@@ -29,21 +31,19 @@ pub(crate) enum Offer {
 }
 
 impl Node {
-    /// Applies gossiped changes, document by document.
+    /// Checks gossiped changes, document by document, and stages them for
+    /// the end of the batch (where a burst is applied in one pass).
     pub(crate) fn on_changes(&mut self, from: &NodeId, changes: Vec<Changes>) {
         for Changes { doc, bytes } in changes {
-            let Some(kb) = self.docs.doc_mut(&doc) else {
+            if self.docs.doc(&doc).is_none() {
                 self.counters.rejected_messages += 1;
                 tracing::warn!(peer = %from, %doc, "gossip for a document this node does not hold");
                 continue;
-            };
-            match kb.apply_changes(&bytes) {
-                Ok(changed) => {
+            }
+            match KnowledgeBase::decode_changes(&bytes) {
+                Ok(decoded) => {
                     self.counters.gossip_received += 1;
-                    if changed {
-                        self.docs.mark_changed(&doc);
-                        self.batch.changed = true;
-                    }
+                    self.batch.received.entry(doc).or_default().push(decoded);
                 }
                 Err(error) => {
                     self.counters.rejected_messages += 1;

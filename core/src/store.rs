@@ -4,7 +4,7 @@
 //! incremental chunks appended after it, under its own keys:
 //!
 //! ```text
-//! doc/<doc id>/snapshot             e.g. doc/knowledge/07/snapshot
+//! doc/<doc id>/snapshot             e.g. doc/knowledge/007/snapshot
 //! doc/<doc id>/chunk/<seq, 20 digits>
 //! learn/campaign/<campaign id>      saved campaign progress
 //! ```
@@ -164,7 +164,7 @@ mod tests {
         assert!(chunk_key(&doc, 9) < chunk_key(&doc, 10));
         assert_eq!(
             chunk_key(&doc, 3),
-            "doc/knowledge/07/chunk/00000000000000000003"
+            "doc/knowledge/007/chunk/00000000000000000003"
         );
         assert_eq!(
             parse_key(&chunk_key(&doc, 1234)),

@@ -57,6 +57,23 @@ pub struct KnowledgeBase {
     pub(crate) unpublished: Vec<ChangeHash>,
 }
 
+/// Changes from a peer, decoded and checked but not yet applied (see
+/// [`KnowledgeBase::decode_changes`]).
+#[derive(Debug, Clone)]
+pub struct DecodedChanges(Vec<automerge::Change>);
+
+impl DecodedChanges {
+    /// How many changes there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// One write of a [`KnowledgeBase::apply_writes`] batch.
 #[derive(Debug, Clone, Copy)]
 pub enum Write<'a> {
@@ -307,6 +324,17 @@ impl KnowledgeBase {
         sorted_hex(&self.doc.get_heads())
     }
 
+    /// A digest of the heads: XOR of the first 8 bytes (little endian) of each head's hash.
+    /// Equal heads give equal digests whatever their order; different heads differ but for a
+    /// 2^-64 chance.
+    pub fn heads_digest(&mut self) -> u64 {
+        self.doc.get_heads().iter().fold(0, |acc, head| {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&head.0[..8]);
+            acc ^ u64::from_le_bytes(first)
+        })
+    }
+
     /// Document and persistence counters.
     pub fn stats(&mut self) -> DocStats {
         let changes = usize::try_from(self.doc.stats().num_changes).unwrap_or(usize::MAX);
@@ -338,6 +366,26 @@ impl KnowledgeBase {
             }
         }
         bytes
+    }
+
+    /// Decodes and checks changes received from a peer without touching the document, so that
+    /// many messages can be applied later in one [`Self::apply_decoded`] (one pass over the
+    /// document instead of one per message). Garbage is an error here, and only here.
+    pub fn decode_changes(bytes: &[u8]) -> Result<DecodedChanges, Error> {
+        Ok(DecodedChanges(chunks::decode_changes(bytes)?))
+    }
+
+    /// Applies changes decoded by [`Self::decode_changes`], all in one Automerge call; returns
+    /// whether the heads changed. Changes whose dependencies are missing are queued, as with
+    /// [`Self::apply_changes`].
+    pub fn apply_decoded(&mut self, batches: Vec<DecodedChanges>) -> Result<bool, Error> {
+        let changes: Vec<automerge::Change> = batches.into_iter().flat_map(|b| b.0).collect();
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        let before = self.doc.get_heads();
+        self.doc.apply_changes(changes)?;
+        Ok(self.doc.get_heads() != before)
     }
 
     /// Applies changes received by gossip: one or more concatenated raw changes, compressed

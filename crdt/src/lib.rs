@@ -78,6 +78,7 @@ pub use entry::Entry;
 pub use error::Error;
 pub use json::{InvalidJson, Json};
 pub use knowledge_base::{
-    DEFAULT_MAX_INCREMENTAL_BYTES, DEFAULT_MAX_INCREMENTALS, DocStats, KnowledgeBase, Write,
+    DEFAULT_MAX_INCREMENTAL_BYTES, DEFAULT_MAX_INCREMENTALS, DecodedChanges, DocStats,
+    KnowledgeBase, Write,
 };
 pub use sync::SyncSession;

@@ -244,3 +244,20 @@ fn probe_falls_back_and_stays_quiet() {
     assert_eq!(a.generate_sync_probe(&mut sa), None);
     assert_eq!(b.generate_sync_probe(&mut sb), None);
 }
+
+#[test]
+fn heads_digests_agree_exactly_when_heads_do() {
+    let mut a = KnowledgeBase::new(actor(1));
+    let mut b = KnowledgeBase::new(actor(2));
+    assert_eq!(a.heads_digest(), b.heads_digest(), "both at genesis");
+    a.put("x", &Json::from(json!(1)), "a", 1).unwrap();
+    b.put("y", &Json::from(json!(2)), "b", 1).unwrap();
+    assert_ne!(a.heads_digest(), b.heads_digest());
+    sync_fresh(&mut a, &mut b);
+    assert_eq!(a.heads(), b.heads());
+    assert_eq!(
+        a.heads_digest(),
+        b.heads_digest(),
+        "two heads, in any order"
+    );
+}

@@ -80,10 +80,25 @@ impl RunArgs {
     }
 }
 
-/// Installs the tracing subscriber: `RUST_LOG` filters (default `info`, libp2p quieter).
+/// The log filter: `RUST_LOG` (default `info`, libp2p and sled quieter), with
+/// automerge at `warn` unless `RUST_LOG` names it. Automerge 0.12 opens
+/// `#[instrument]` spans at info level whose fields are its whole change
+/// graph, formatted on every applied change: left on, they cost more than the
+/// change itself and grow with the document's history.
+pub fn log_filter(rust_log: Option<&str>) -> String {
+    let base = rust_log.unwrap_or("info,libp2p=warn,sled=warn");
+    if base.contains("automerge") {
+        base.to_owned()
+    } else {
+        format!("{base},automerge=warn")
+    }
+}
+
+/// Installs the tracing subscriber with [`log_filter`].
 pub fn init_logging(format: LogFormat) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,sled=warn"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(rust_log.as_deref()))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_filter(None)))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -121,5 +136,20 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn automerge_spans_stay_off_unless_asked_for() {
+        assert_eq!(
+            log_filter(None),
+            "info,libp2p=warn,sled=warn,automerge=warn"
+        );
+        assert_eq!(log_filter(Some("debug")), "debug,automerge=warn");
+        assert_eq!(log_filter(Some("automerge=trace")), "automerge=trace");
     }
 }

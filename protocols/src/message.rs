@@ -20,7 +20,11 @@ pub enum DocId {
 
 /// How many documents the knowledge base is sharded over. Part of the data
 /// format: every node must use the same number.
-pub const KNOWLEDGE_SHARDS: u16 = 32;
+///
+/// Many small documents rather than a few large ones: Automerge applies a
+/// batch of received changes by walking the whole map it touches, so the
+/// cost of a burst is the size of the shards it lands in.
+pub const KNOWLEDGE_SHARDS: u16 = 256;
 
 /// The knowledge shard that holds `key`: FNV-1a (64 bit) of the key's bytes
 /// modulo [`KNOWLEDGE_SHARDS`]. Stable across nodes, versions and platforms.
@@ -47,18 +51,18 @@ impl DocId {
     }
 }
 
-/// `knowledge/07`: the form used in store keys and the HTTP API.
+/// `knowledge/007`: the form used in store keys and the HTTP API.
 impl std::fmt::Display for DocId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DocId::Knowledge { shard } => write!(f, "knowledge/{shard:02}"),
+            DocId::Knowledge { shard } => write!(f, "knowledge/{shard:03}"),
         }
     }
 }
 
 /// Why a text is not a [`DocId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a document id: {0:?} (expected e.g. knowledge/07)")]
+#[error("not a document id: {0:?} (expected e.g. knowledge/007)")]
 pub struct InvalidDocId(pub String);
 
 impl std::str::FromStr for DocId {
@@ -218,12 +222,12 @@ mod tests {
         for id in DocId::knowledge_shards() {
             assert_eq!(id.to_string().parse::<DocId>(), Ok(id));
         }
-        assert_eq!(DocId::Knowledge { shard: 7 }.to_string(), "knowledge/07");
+        assert_eq!(DocId::Knowledge { shard: 7 }.to_string(), "knowledge/007");
         for bad in [
             "",
             "knowledge",
             "knowledge/",
-            "knowledge/32",
+            "knowledge/256",
             "knowledge/-1",
             "knowledge/+1",
             "threads/1",
@@ -235,13 +239,16 @@ mod tests {
     #[test]
     fn keys_spread_over_every_shard_and_stay_put() {
         // Fixed values: the shard of a key is part of the data format.
-        assert_eq!(knowledge_shard(""), (0xcbf2_9ce4_8422_2325_u64 % 32) as u16);
+        assert_eq!(
+            knowledge_shard(""),
+            (0xcbf2_9ce4_8422_2325_u64 % 256) as u16
+        );
         assert_eq!(
             knowledge_shard("campaigns/x"),
             knowledge_shard("campaigns/x")
         );
         let mut counts = [0usize; KNOWLEDGE_SHARDS as usize];
-        for i in 0..3200 {
+        for i in 0..25_600 {
             counts[usize::from(knowledge_shard(&format!("load/{i:06}")))] += 1;
         }
         assert!(
