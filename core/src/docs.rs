@@ -32,6 +32,8 @@ struct Slot {
     next_chunk_seq: u64,
     /// Changed since its last save.
     changed: bool,
+    /// Its heads digest, while the heads have not moved since it was taken.
+    digest: Option<u64>,
 }
 
 /// Every document of this node. See the [module docs](self).
@@ -62,6 +64,13 @@ impl OwnedWrite {
     }
 }
 
+/// The splitmix64 finaliser: a cheap, well-mixed 64-bit permutation.
+fn splitmix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 impl Documents {
     /// Rebuilds every document from what the store held; a document the store
     /// has nothing of starts empty. Local changes are made by `actor`.
@@ -86,6 +95,7 @@ impl Documents {
                     kb,
                     next_chunk_seq,
                     changed: false,
+                    digest: None,
                 },
             );
         }
@@ -102,9 +112,13 @@ impl Documents {
         self.slots.get(id).map(|s| &s.kb)
     }
 
-    /// One document, for the sync protocol.
+    /// One document, for the sync protocol (its cached digest is dropped:
+    /// the caller may move its heads).
     pub(crate) fn doc_mut(&mut self, id: &DocId) -> Option<&mut KnowledgeBase> {
-        self.slots.get_mut(id).map(|s| &mut s.kb)
+        self.slots.get_mut(id).map(|s| {
+            s.digest = None;
+            &mut s.kb
+        })
     }
 
     /// The knowledge entry under `key`.
@@ -181,21 +195,33 @@ impl Documents {
         total
     }
 
-    /// The heads digest of every document, for [`mc_protocols::Message::Digest`].
+    /// The heads digest of every document, by id, for
+    /// [`mc_protocols::Message::Digest`].
     pub fn digests(&mut self) -> Vec<DocDigest> {
         self.slots
             .iter_mut()
             .map(|(id, slot)| DocDigest {
                 doc: *id,
-                heads: slot.kb.heads_digest(),
+                heads: *slot.digest.get_or_insert_with(|| slot.kb.heads_digest()),
             })
             .collect()
+    }
+
+    /// One number for every document's heads, for
+    /// [`mc_protocols::Message::RootDigest`]: each document's digest is mixed
+    /// with its position (splitmix64), so two documents swapping states
+    /// changes it.
+    pub fn root_digest(&mut self) -> u64 {
+        self.digests().iter().enumerate().fold(0, |acc, (i, d)| {
+            acc ^ splitmix64(d.heads ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        })
     }
 
     /// Marks a document as changed (by a peer) so that the next save covers it.
     pub(crate) fn mark_changed(&mut self, id: &DocId) {
         if let Some(slot) = self.slots.get_mut(id) {
             slot.changed = true;
+            slot.digest = None;
         }
     }
 
@@ -220,6 +246,7 @@ impl Documents {
             let Some(slot) = self.slots.get_mut(&id) else {
                 continue;
             };
+            slot.digest = None;
             let batch: Vec<Write<'_>> = indices.iter().map(|&i| writes[i].as_write()).collect();
             match slot.kb.apply_writes(&batch, author, now) {
                 Ok(changed) => {
@@ -251,6 +278,7 @@ impl Documents {
         }
         for (id, writes) in by_shard {
             if let Some(slot) = self.slots.get_mut(&id) {
+                slot.digest = None;
                 match slot.kb.apply_writes(&writes, "", 0) {
                     Ok(_) => slot.changed = true,
                     Err(error) => tracing::error!(doc = %id, %error, "cannot restore entries"),
@@ -271,6 +299,7 @@ impl Documents {
         let id = DocId::knowledge_of(key);
         match self.slots.get_mut(&id) {
             Some(slot) => {
+                slot.digest = None;
                 slot.kb.put(key, value, author, now)?;
                 slot.changed = true;
                 Ok(())
@@ -345,5 +374,31 @@ impl Documents {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_digest_sees_any_document_move_and_caches_stay_fresh() {
+        let restored = Restored::default();
+        let mut a = Documents::load(&restored, &ActorId::from(&b"a"[..])).unwrap();
+        let mut b = Documents::load(&restored, &ActorId::from(&b"b"[..])).unwrap();
+        assert_eq!(a.root_digest(), b.root_digest(), "both at genesis");
+        let write = [OwnedWrite::Put {
+            key: "k".into(),
+            value: Json::from(serde_json::json!(1)),
+        }];
+        assert!(a.apply_writes(&write, "a", 1)[0].is_ok());
+        assert_ne!(a.root_digest(), b.root_digest(), "a write moves the root");
+        // The same change arriving at b brings the roots together again.
+        let changes = a.take_local_changes();
+        for (doc, bytes) in changes {
+            b.doc_mut(&doc).unwrap().apply_changes(&bytes).unwrap();
+        }
+        assert_eq!(a.root_digest(), b.root_digest());
+        assert_eq!(a.digests(), b.digests());
     }
 }

@@ -602,6 +602,7 @@ impl Node {
             Message::Changes(changes) => self.on_changes(&from, changes),
             Message::Sync(sync) => self.on_sync(from, sync.doc, &sync.data),
             Message::Digest(digest) => self.on_digest(from, digest),
+            Message::RootDigest(root) => self.on_root_digest(from, root),
             Message::Learn(message) => {
                 if !self.peers.contains_key(&from) {
                     return;

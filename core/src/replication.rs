@@ -7,14 +7,18 @@
 //!   gossip message, or a broadcast the transport could not send, is
 //!   repaired by a digest round at once instead.
 //! - Every `sync_interval_ms` (and on connect) a node sends each peer a
-//!   [`Message::Digest`] of all its documents' heads. The peer starts a sync
-//!   exchange only for the documents whose digest differs, so an idle round
-//!   costs one small message per peer whatever the number of documents.
+//!   [`Message::RootDigest`]: one number for all its documents' heads. A
+//!   peer whose root differs answers with a [`Message::Digest`] (one digest
+//!   per document), and the first node starts a sync exchange only for the
+//!   documents that differ. An idle round costs one 10-byte message per peer
+//!   whatever the number of documents.
 //! - What sync brings is passed on to the other peers at once (heads only
 //!   with gossip on, the changes themselves without), so a change crosses
 //!   the mesh within one interval even without gossip.
 
 use mc_protocols::{Changes, DocDigest, DocId, MAX_MESSAGE_BYTES, Message, NodeId, SyncMessage};
+
+use std::collections::BTreeMap;
 
 use mc_crdt::KnowledgeBase;
 
@@ -90,37 +94,54 @@ impl Node {
         }
     }
 
-    /// A peer's heads digest: sync every document that differs.
+    /// A peer's root digest: equal means in sync; otherwise answer with the
+    /// per-document digests so that the peer syncs what differs.
+    pub(crate) fn on_root_digest(&mut self, from: NodeId, theirs: u64) {
+        self.counters.sync_received += 1;
+        let mine = self.docs.root_digest();
+        let Some(peer) = self.peers.get_mut(&from) else {
+            return;
+        };
+        peer.last_sync_ms = Some(self.now);
+        peer.in_sync = mine == theirs;
+        if mine != theirs {
+            self.counters.sync_sent += 1;
+            let digests = Message::Digest(self.docs.digests());
+            self.send(&from, &digests);
+        }
+    }
+
+    /// A peer's per-document digests: sync every document that differs.
     pub(crate) fn on_digest(&mut self, from: NodeId, theirs: Vec<DocDigest>) {
         self.counters.sync_received += 1;
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
         peer.last_sync_ms = Some(self.now);
-        let mine = self.docs.digests();
-        let mut differing = Vec::new();
-        for DocDigest { doc, heads } in &mine {
-            let same = theirs.iter().any(|t| t.doc == *doc && t.heads == *heads);
-            if !same {
-                differing.push(*doc);
-            }
-        }
+        let theirs: BTreeMap<DocId, u64> = theirs.into_iter().map(|d| (d.doc, d.heads)).collect();
+        let differing: Vec<DocId> = self
+            .docs
+            .digests()
+            .into_iter()
+            .filter(|mine| theirs.get(&mine.doc) != Some(&mine.heads))
+            .map(|mine| mine.doc)
+            .collect();
         if let Some(peer) = self.peers.get_mut(&from) {
-            peer.in_sync = differing.is_empty() && theirs.len() == mine.len();
+            peer.in_sync = differing.is_empty();
         }
         for doc in differing {
             self.send_sync(&from, doc, Offer::Push);
         }
     }
 
-    /// Sends a heads digest of every document to `peer`.
+    /// Opens an anti-entropy round with `peer`: our root digest.
     pub(crate) fn send_digest(&mut self, peer: &NodeId) {
         if !self.peers.contains_key(peer) {
             return;
         }
         self.counters.sync_sent += 1;
-        let digest = Message::Digest(self.docs.digests());
-        self.send(peer, &digest);
+        let root = Message::RootDigest(self.docs.root_digest());
+        self.send(peer, &root);
     }
 
     /// Opens an anti-entropy round with every connected peer.

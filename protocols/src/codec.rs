@@ -110,6 +110,7 @@ mod tests {
                 doc: DocId::Knowledge { shard: 5 },
                 heads: u64::MAX,
             }]),
+            Message::RootDigest(7),
             Message::Learn(LearnMessage::UpdateChunk {
                 campaign: [7; 16],
                 round: 3,

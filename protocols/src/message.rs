@@ -96,10 +96,15 @@ pub enum Message {
     /// own versioned encoding, checked by the receiver's round collector.
     Learn(LearnMessage),
     /// Anti-entropy, point to point: a digest of this node's heads for every
-    /// document it holds. The receiver starts an Automerge sync exchange for
-    /// each document whose digest differs from its own, so an idle round
-    /// costs one small message per peer however many documents there are.
+    /// document it holds, the answer to a [`Message::RootDigest`] that did
+    /// not match. The receiver starts an Automerge sync exchange for each
+    /// document whose digest differs from its own.
     Digest(Vec<DocDigest>),
+    /// Anti-entropy, point to point: one number that digests every
+    /// document's heads. A peer whose own root digest differs answers with
+    /// its [`Message::Digest`], so an idle round costs one small message per
+    /// peer however many documents there are.
+    RootDigest(u64),
 }
 
 /// One document's heads, digested (see [`Message::Digest`]).

@@ -133,7 +133,7 @@ impl Kind {
         match bytes.get(1) {
             Some(0) => Kind::Hello,
             // Sync steps and the heads digests that open anti-entropy rounds.
-            Some(2 | 4) => Kind::Sync,
+            Some(2 | 4 | 5) => Kind::Sync,
             Some(3) => Kind::Learn,
             _ => Kind::OtherDirect,
         }
