@@ -9,7 +9,7 @@
 //! every shard in key order. A batch of writes is one Automerge change per
 //! shard it touches, and one [`StoreOp`] batch for all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mc_crdt::{ActorId, Entry, Json, KnowledgeBase, Write};
 use mc_protocols::{DocDigest, DocId, KNOWLEDGE_SHARDS};
@@ -30,8 +30,6 @@ struct Slot {
     kb: KnowledgeBase,
     /// The sequence number its next incremental chunk gets.
     next_chunk_seq: u64,
-    /// Changed since its last save.
-    changed: bool,
     /// Its heads digest, while the heads have not moved since it was taken.
     digest: Option<u64>,
 }
@@ -40,6 +38,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct Documents {
     slots: BTreeMap<DocId, Slot>,
+    /// Documents changed since their last save: a save visits these only.
+    dirty: BTreeSet<DocId>,
 }
 
 /// A write, owned, as the core queues it.
@@ -94,12 +94,14 @@ impl Documents {
                 Slot {
                     kb,
                     next_chunk_seq,
-                    changed: false,
                     digest: None,
                 },
             );
         }
-        Ok(Self { slots })
+        Ok(Self {
+            slots,
+            dirty: BTreeSet::new(),
+        })
     }
 
     /// The ids of every document, in order.
@@ -220,8 +222,8 @@ impl Documents {
     /// Marks a document as changed (by a peer) so that the next save covers it.
     pub(crate) fn mark_changed(&mut self, id: &DocId) {
         if let Some(slot) = self.slots.get_mut(id) {
-            slot.changed = true;
             slot.digest = None;
+            self.dirty.insert(*id);
         }
     }
 
@@ -250,7 +252,9 @@ impl Documents {
             let batch: Vec<Write<'_>> = indices.iter().map(|&i| writes[i].as_write()).collect();
             match slot.kb.apply_writes(&batch, author, now) {
                 Ok(changed) => {
-                    slot.changed |= changed.iter().any(|c| *c);
+                    if changed.iter().any(|c| *c) {
+                        self.dirty.insert(id);
+                    }
                     for (&i, did) in indices.iter().zip(changed) {
                         results[i] = Ok(did);
                     }
@@ -280,7 +284,9 @@ impl Documents {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.digest = None;
                 match slot.kb.apply_writes(&writes, "", 0) {
-                    Ok(_) => slot.changed = true,
+                    Ok(_) => {
+                        self.dirty.insert(id);
+                    }
                     Err(error) => tracing::error!(doc = %id, %error, "cannot restore entries"),
                 }
             }
@@ -301,7 +307,7 @@ impl Documents {
             Some(slot) => {
                 slot.digest = None;
                 slot.kb.put(key, value, author, now)?;
-                slot.changed = true;
+                self.dirty.insert(id);
                 Ok(())
             }
             None => Err(mc_crdt::Error::Layout(format!("no document {id}"))),
@@ -326,10 +332,10 @@ impl Documents {
     pub(crate) fn save_changed(&mut self) -> (Vec<StoreOp>, u64) {
         let mut ops = Vec::new();
         let mut compactions = 0;
-        for (id, slot) in &mut self.slots {
-            if !std::mem::take(&mut slot.changed) {
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(slot) = self.slots.get_mut(&id) else {
                 continue;
-            }
+            };
             let chunk = slot.kb.save_incremental();
             if chunk.is_empty() {
                 continue;
@@ -337,14 +343,14 @@ impl Documents {
             if slot.kb.needs_compaction() {
                 compactions += 1;
                 ops.push(StoreOp::Put {
-                    key: store::snapshot_key(id),
+                    key: store::snapshot_key(&id),
                     value: slot.kb.compact(),
                 });
-                ops.push(StoreOp::DeletePrefix(store::chunk_prefix(id)));
+                ops.push(StoreOp::DeletePrefix(store::chunk_prefix(&id)));
                 slot.next_chunk_seq = 0;
             } else {
                 ops.push(StoreOp::Put {
-                    key: store::chunk_key(id, slot.next_chunk_seq),
+                    key: store::chunk_key(&id, slot.next_chunk_seq),
                     value: chunk,
                 });
                 slot.next_chunk_seq += 1;
