@@ -11,6 +11,9 @@
 //! libtorch is PyTorch 2.13.0, which torch-sys does not do when `LIBTORCH`
 //! is set, and says "run scripts/setup.sh" when it is missing or wrong.
 //!
+//! In `mc-node` the arguments go to the `mc-learn-worker` binary and the
+//! tests only: the `mc-node` binary itself does not link libtorch.
+//!
 //! An rpath given here applies only to this package's own binaries and tests,
 //! not to those of packages that depend on it. Every package that builds
 //! binaries or tests linking tch reuses this file:
@@ -57,12 +60,22 @@ fn main() {
         );
     }
     check_version(lib);
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!(
-            "cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed",
-            lib.display()
-        );
+    // mc-node's own binary must not load libtorch (an idle node stays
+    // small): there, only the worker binary and the tests get the link
+    // arguments.
+    let targets: &[&str] = if package == "mc-node" {
+        &["-bin=mc-learn-worker=", "-tests="]
+    } else {
+        &["="]
+    };
+    for target in targets {
+        println!("cargo:rustc-link-arg{target}-Wl,-rpath,{}", lib.display());
+        if lib.join("libtorch_cuda.so").exists() {
+            println!(
+                "cargo:rustc-link-arg{target}-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed",
+                lib.display()
+            );
+        }
     }
 }
 

@@ -126,6 +126,7 @@ pub mod csv;
 pub mod dataset;
 pub mod digest;
 pub mod drift;
+pub mod evaluate;
 pub mod init;
 mod kernel;
 pub mod metrics;
@@ -136,6 +137,7 @@ pub mod synth;
 pub mod table;
 pub mod update;
 mod wire;
+pub mod worker;
 
 /// The ed25519 implementation the signatures use, for callers that make keys.
 pub use ed25519_dalek;
@@ -143,6 +145,7 @@ pub use ed25519_dalek;
 pub use chunk::Chunk;
 pub use dataset::Dataset;
 pub use digest::{AuthorKey, CampaignId, Digest, model_hash};
+pub use evaluate::{Evaluation, Scores};
 pub use schema::{ModelSchema, TargetScale, Task};
 pub use table::Table;
 pub use update::{SignedUpdate, UpdateHeader};

@@ -77,7 +77,7 @@ pub struct LocalTraining {
 }
 
 /// One participant's work in one model round.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepPlan {
     /// Optimiser steps (minibatches, cycling over reshuffled epochs).
     pub steps: u32,
@@ -193,6 +193,33 @@ fn median(values: &mut [f64]) -> f64 {
     } else {
         0.5 * (values[n / 2 - 1] + values[n / 2])
     }
+}
+
+/// The moments vector of round 0 for a model of `schema`: per feature the
+/// mean, per feature the mean square (of the log-scale features' logs,
+/// [`crate::ModelSchema::model_inputs`]), then the target's mean and mean square.
+pub fn moments_vector(schema: &crate::ModelSchema, data: &crate::Dataset) -> Vec<f32> {
+    let f = data.n_features();
+    let n = data.len().max(1) as f64;
+    let x = schema.model_inputs(&data.x);
+    let mut sums = vec![0.0f64; f + 1];
+    let mut squares = vec![0.0f64; f + 1];
+    for i in 0..data.len() {
+        for (j, &v) in x[i * f..(i + 1) * f]
+            .iter()
+            .chain(std::iter::once(&data.y[i]))
+            .enumerate()
+        {
+            sums[j] += f64::from(v);
+            squares[j] += f64::from(v) * f64::from(v);
+        }
+    }
+    let mut out = Vec::with_capacity(2 * f + 2);
+    out.extend(sums[..f].iter().map(|s| (s / n) as f32));
+    out.extend(squares[..f].iter().map(|s| (s / n) as f32));
+    out.push((sums[f] / n) as f32);
+    out.push((squares[f] / n) as f32);
+    out
 }
 
 #[cfg(test)]

@@ -4,20 +4,16 @@
 //! The table is split by time — the first 80 % trains, the last 20 % tests —
 //! so the test rows are "the future" of the training rows, as in use.
 
-use mc_learn_core::{Dataset, ModelSchema, Task};
+use mc_learn_core::{Dataset, ModelSchema};
 use rand::{SeedableRng, rngs::ChaCha8Rng};
-use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{Evaluation, Scores};
+use crate::evaluate::Evaluation;
 use crate::model::check_data;
 use crate::{Model, ModelError, Normaliser, TrainConfig, TrainReport};
-
-/// Fewest rows custom training accepts by default.
-pub const DEFAULT_MIN_ROWS: usize = 1000;
-/// Default activation floor on [`Scores::score`] (R² or F1).
-pub const DEFAULT_ACTIVATION_FLOOR: f64 = 0.7;
-/// Default fraction of rows (the earliest) used for training.
-pub const DEFAULT_TRAIN_FRACTION: f64 = 0.8;
+pub use mc_learn_core::evaluate::{
+    Baseline, BaselineComparison, DEFAULT_ACTIVATION_FLOOR, DEFAULT_MIN_ROWS,
+    DEFAULT_TRAIN_FRACTION, compare,
+};
 
 /// Settings of [`train`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,35 +57,6 @@ pub enum CustomError {
     /// The table or the training failed (see [`ModelError`]).
     #[error(transparent)]
     Model(#[from] ModelError),
-}
-
-/// A naive predictor a model must beat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Baseline {
-    /// Always the training rows' mean target (classification: the majority
-    /// class).
-    Mean,
-    /// The previous row's target (the first test row gets the last
-    /// training row's).
-    LastValue,
-}
-
-/// The model against the naive predictors on the same test rows.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BaselineComparison {
-    /// Scores of the mean predictor.
-    pub mean: Scores,
-    /// Scores of the last-value predictor.
-    pub last_value: Scores,
-    /// The baseline with the higher score.
-    pub better: Baseline,
-    /// That baseline's score.
-    pub baseline_score: f64,
-    /// The model's score.
-    pub custom_score: f64,
-    /// `custom_score − baseline_score`: positive when the model wins.
-    pub margin: f64,
 }
 
 /// The outcome of custom training.
@@ -154,46 +121,4 @@ pub fn train(
         activation_floor: opts.activation_floor,
         activated: score >= opts.activation_floor,
     })
-}
-
-/// Scores both baselines on `test` (with `train` as their past) against a
-/// model's `custom_score`.
-pub fn compare(
-    task: Task,
-    train: &Dataset,
-    test: &Dataset,
-    custom_score: f64,
-) -> BaselineComparison {
-    let mean_target =
-        train.y.iter().map(|&v| f64::from(v)).sum::<f64>() / train.len().max(1) as f64;
-    let mean_prediction = match task {
-        Task::Regression => mean_target as f32,
-        Task::BinaryClassification => {
-            if mean_target >= 0.5 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-    };
-    let mean = Scores::of(task, &vec![mean_prediction; test.len()], &test.y);
-    let previous = train.y.last().copied().unwrap_or(mean_prediction);
-    let last_value_predictions: Vec<f32> = std::iter::once(previous)
-        .chain(test.y.iter().copied())
-        .take(test.len())
-        .collect();
-    let last_value = Scores::of(task, &last_value_predictions, &test.y);
-    let (better, baseline_score) = if last_value.score() > mean.score() {
-        (Baseline::LastValue, last_value.score())
-    } else {
-        (Baseline::Mean, mean.score())
-    };
-    BaselineComparison {
-        mean,
-        last_value,
-        better,
-        baseline_score,
-        custom_score,
-        margin: custom_score - baseline_score,
-    }
 }

@@ -79,32 +79,7 @@ pub fn campaign_update(
     .map_err(|e| e.to_string())
 }
 
-/// The moments vector of round 0 for a model of `schema`: per feature the
-/// mean, per feature the mean square (of the log-scale features' logs,
-/// [`ModelSchema::model_inputs`]), then the target's mean and mean square.
-pub fn moments_vector(schema: &ModelSchema, data: &Dataset) -> Vec<f32> {
-    let f = data.n_features();
-    let n = data.len().max(1) as f64;
-    let x = schema.model_inputs(&data.x);
-    let mut sums = vec![0.0f64; f + 1];
-    let mut squares = vec![0.0f64; f + 1];
-    for i in 0..data.len() {
-        for (j, &v) in x[i * f..(i + 1) * f]
-            .iter()
-            .chain(std::iter::once(&data.y[i]))
-            .enumerate()
-        {
-            sums[j] += f64::from(v);
-            squares[j] += f64::from(v) * f64::from(v);
-        }
-    }
-    let mut out = Vec::with_capacity(2 * f + 2);
-    out.extend(sums[..f].iter().map(|s| (s / n) as f32));
-    out.extend(squares[..f].iter().map(|s| (s / n) as f32));
-    out.push((sums[f] / n) as f32);
-    out.push((squares[f] / n) as f32);
-    out
-}
+pub use mc_learn_core::plan::moments_vector;
 
 /// The normaliser pooled moments describe.
 pub fn normaliser_from_moments(

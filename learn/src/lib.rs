@@ -88,13 +88,16 @@
 
 pub mod bench;
 pub mod custom;
-pub mod evaluate;
+/// Scores and evaluations (in `mc_learn_core`, so that tch-free code can
+/// read them).
+pub use mc_learn_core::evaluate;
 pub mod federated;
 pub mod mlp;
 pub mod model;
 pub mod model_file;
 pub mod normalise;
 pub mod transfer;
+pub mod worker;
 
 pub use evaluate::{Evaluation, Scores};
 pub use mlp::Mlp;

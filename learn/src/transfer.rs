@@ -14,21 +14,7 @@ use crate::evaluate::Evaluation;
 use crate::model::check_data;
 use crate::{Model, ModelError, Normaliser, TrainConfig};
 
-/// Adam's learning rate when fine-tuning: a fifth of training from scratch
-/// ([`TrainConfig::default`]), so that the base model's fit is adjusted to
-/// the local rows rather than overwritten by them.
-///
-/// Measured by personalising a campaign's model in the federated benchmark
-/// (`mc-learn bench federated`, 20 organisations, mean held-out MAE on
-/// data seeds 1 / 2 / 3, central 5.99 / 11.86 / 5.96): the last two of the
-/// three layers at 10⁻³ for 40 epochs gave 6.52 / 11.15 / 6.21; all three
-/// at 3·10⁻⁴ for 40 epochs 6.20 / 12.03 / 6.05; at 2·10⁻⁴ for 80 epochs
-/// 6.03 / 11.81 / 5.99 (the defaults); for 120 epochs 6.12 / 10.96 / 6.08;
-/// at 10⁻⁴ for 80 epochs 6.11 / 12.30 / 6.03.
-pub const DEFAULT_FINE_TUNE_LEARNING_RATE: f64 = 2e-4;
-/// Passes over the training rows when fine-tuning (see
-/// [`DEFAULT_FINE_TUNE_LEARNING_RATE`]).
-pub const DEFAULT_FINE_TUNE_EPOCHS: usize = 80;
+pub use mc_learn_core::evaluate::{DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_FINE_TUNE_LEARNING_RATE};
 
 /// Settings of [`fine_tune`].
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -55,6 +55,14 @@ pub struct RunArgs {
     /// Log format; default text.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// The mc-learn-worker binary that trains models; default: the one next
+    /// to mc-node (env MC_LEARN_WORKER).
+    #[arg(long, env = "MC_LEARN_WORKER")]
+    pub learn_worker: Option<std::path::PathBuf>,
+    /// Stop the learning worker after this many idle milliseconds (giving
+    /// libtorch's memory back); default 20000.
+    #[arg(long)]
+    pub learn_worker_idle_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -75,6 +83,8 @@ impl RunArgs {
                 no_gossip: self.no_gossip,
                 sync_interval_ms: self.sync_interval_ms,
                 log_format: self.log_format,
+                learn_worker: self.learn_worker,
+                learn_worker_idle_ms: self.learn_worker_idle_ms,
             },
         )
     }

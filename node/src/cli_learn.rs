@@ -87,10 +87,10 @@ pub enum LearnCommand {
         #[arg(long)]
         base: Option<PathBuf>,
         /// Passes over the training rows.
-        #[arg(long, default_value_t = mc_learn::transfer::DEFAULT_FINE_TUNE_EPOCHS)]
+        #[arg(long, default_value_t = mc_learn_core::evaluate::DEFAULT_FINE_TUNE_EPOCHS)]
         epochs: usize,
         /// Adam's learning rate.
-        #[arg(long, default_value_t = mc_learn::transfer::DEFAULT_FINE_TUNE_LEARNING_RATE)]
+        #[arg(long, default_value_t = mc_learn_core::evaluate::DEFAULT_FINE_TUNE_LEARNING_RATE)]
         learning_rate: f64,
     },
     /// Save the active version as safetensors.

@@ -9,6 +9,8 @@
 //! gossip = true
 //! sync_interval_ms = 5000
 //! log_format = "text"     # or "json"
+//! learn_worker = "/usr/local/bin/mc-learn-worker"   # default: next to mc-node
+//! learn_worker_idle_ms = 20000
 //! ```
 
 use std::net::SocketAddr;
@@ -49,6 +51,10 @@ pub struct FileConfig {
     pub sync_interval_ms: Option<u64>,
     /// See [`NodeConfig::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`NodeConfig::learn_worker`].
+    pub learn_worker: Option<PathBuf>,
+    /// See [`NodeConfig::learn_worker_idle_ms`].
+    pub learn_worker_idle_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -79,6 +85,12 @@ pub struct NodeConfig {
     pub sync_interval_ms: u64,
     /// Log format.
     pub log_format: LogFormat,
+    /// The `mc-learn-worker` binary model work runs in; `None` for the one
+    /// next to the running `mc-node`.
+    pub learn_worker: Option<PathBuf>,
+    /// Idle time after which the learning worker (and libtorch's memory)
+    /// is given back.
+    pub learn_worker_idle_ms: u64,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -100,6 +112,10 @@ pub struct Overrides {
     pub sync_interval_ms: Option<u64>,
     /// `--log-format`
     pub log_format: Option<LogFormat>,
+    /// `--learn-worker`
+    pub learn_worker: Option<PathBuf>,
+    /// `--learn-worker-idle-ms`
+    pub learn_worker_idle_ms: Option<u64>,
 }
 
 impl NodeConfig {
@@ -147,6 +163,11 @@ impl NodeConfig {
             gossip: !flags.no_gossip && file.gossip.unwrap_or(true),
             sync_interval_ms,
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            learn_worker: flags.learn_worker.or(file.learn_worker),
+            learn_worker_idle_ms: flags
+                .learn_worker_idle_ms
+                .or(file.learn_worker_idle_ms)
+                .unwrap_or(crate::worker::DEFAULT_IDLE.as_millis() as u64),
         })
     }
 }

@@ -48,7 +48,7 @@ pub struct AppState {
     /// The address the API is bound to, reported on `/status`.
     pub http_addr: SocketAddr,
     /// The node's models and local training.
-    pub learn: std::sync::Arc<crate::learner::LearnService>,
+    pub learn: std::sync::Arc<crate::models::ModelRegistry>,
 }
 
 /// An entry as the API shows it.

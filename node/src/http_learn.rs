@@ -11,12 +11,14 @@
 //! | POST | `/v1/models/{name}/transfer?k=1[&epochs=80][&learning_rate=0.0002]` | empty, or a base model as safetensors | improvements vs base and scratch |
 //! | GET | `/v1/models/{name}/weights` | | the active version as safetensors |
 //! | GET | `/v1/models/{name}/performance` | | accuracy, latency, baseline, drift |
+//! | GET | `/v1/learn/worker` | | the learning worker: pid, busy, jobs, starts, deaths |
 //! | POST | `/v1/campaigns` | campaign JSON | the campaign (201) |
 //! | GET | `/v1/campaigns`, `/v1/campaigns/{id}` | | state, round, per-round digests |
 //! | POST | `/v1/campaigns/{id}/updates` | an encoded signed update | 202, or 422 with the rejection |
 //!
-//! Model work runs on a blocking thread; campaign requests go through the
-//! core like every replicated operation.
+//! Model work runs on a blocking thread, which hands it to the learning
+//! worker process ([`crate::worker`]); campaign requests go through the core
+//! like every replicated operation.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::{AppState, HttpError, call, unexpected};
-use crate::learner::{LearnApiError, LearnService, TrainRequest, Tuning};
+use crate::models::{LearnApiError, ModelRegistry, TrainRequest, Tuning};
 use mc_core::{ApiRequest, ApiResponse, CampaignRequest, Participant};
 
 /// The largest CSV or model file accepted.
@@ -47,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models", get(list_models).post(declare_model))
         .route("/v1/models/{name}", get(model_info))
         .route("/v1/learn/import", post(import).layer(upload))
+        .route("/v1/learn/worker", get(worker_status))
         .route("/v1/models/{name}/train", post(train))
         .route("/v1/models/{name}/transfer", post(transfer).layer(upload))
         .route("/v1/models/{name}/weights", get(weights))
@@ -72,6 +75,7 @@ impl From<LearnApiError> for HttpError {
             LearnApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             LearnApiError::Model(_) => (StatusCode::UNPROCESSABLE_ENTITY, "model_error"),
             LearnApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+            LearnApiError::Worker(_) => (StatusCode::SERVICE_UNAVAILABLE, "worker_unavailable"),
         };
         let rows = e.row_errors();
         let error = HttpError::new(status, code, detail);
@@ -85,8 +89,8 @@ impl From<LearnApiError> for HttpError {
 
 /// Runs model work on a blocking thread.
 async fn blocking<T: Send + 'static>(
-    service: &Arc<LearnService>,
-    work: impl FnOnce(&LearnService) -> Result<T, LearnApiError> + Send + 'static,
+    service: &Arc<ModelRegistry>,
+    work: impl FnOnce(&ModelRegistry) -> Result<T, LearnApiError> + Send + 'static,
 ) -> Result<T, HttpError> {
     let service = service.clone();
     tokio::task::spawn_blocking(move || work(&service))
@@ -122,6 +126,12 @@ fn now_ms() -> u64 {
 async fn list_models(State(state): State<AppState>) -> Result<Response, HttpError> {
     let models = blocking(&state.learn, |s| s.models()).await?;
     Ok(axum::Json(models).into_response())
+}
+
+/// The learning worker: its pid while one is up, whether it is busy, and
+/// how many jobs, starts, deaths and idle stops it has had.
+async fn worker_status(State(state): State<AppState>) -> Response {
+    axum::Json(state.learn.worker_status()).into_response()
 }
 
 async fn declare_model(

@@ -17,6 +17,9 @@
 //! - [`store`]: sled persistence of the node key and the core's batches.
 //! - [`http`]: the axum API and its JSON error format; [`http_learn`] and
 //!   [`http_documents`] add the learning and document-export routes.
+//! - [`models`]: the model registry (schemas, imported rows, versions) and
+//!   [`worker`], the `mc-learn-worker` process it trains on, started on
+//!   demand so that the node itself never loads libtorch.
 //! - [`config`]: the TOML file and the flags that override it.
 //! - [`cli`]: the `mc-node` command line and logging set-up.
 
@@ -26,7 +29,8 @@ pub mod config;
 pub mod http;
 pub mod http_documents;
 pub mod http_learn;
-pub mod learner;
+pub mod models;
 pub mod runtime;
 pub mod store;
 pub mod transport;
+pub mod worker;

@@ -29,9 +29,10 @@ use tracing::Instrument;
 
 use crate::config::NodeConfig;
 use crate::http::{self, ApiCall};
-use crate::learner::LearnService;
+use crate::models::ModelRegistry;
 use crate::store::Store;
 use crate::transport::{self, BehaviourEvent};
+use crate::worker::{Worker, WorkerConfig};
 use mc_core::{ApiError, ApiResponse, Input, Output, RequestId, Timer};
 
 /// How many peers a node dials on its own when discovery finds them.
@@ -114,7 +115,7 @@ struct Driver {
 
 /// Runs campaign jobs on blocking threads and hands results back to the loop.
 struct Learner {
-    service: std::sync::Arc<LearnService>,
+    service: std::sync::Arc<ModelRegistry>,
     results: mpsc::UnboundedSender<mc_core::TrainResult>,
 }
 
@@ -178,7 +179,9 @@ impl Driver {
         )
         .context("cannot start the node core")?;
         node.set_signing_key(signing_secret(&key)?);
-        let service = std::sync::Arc::new(LearnService::open(store.db())?);
+        let mut worker = WorkerConfig::new(config.learn_worker.clone());
+        worker.idle = std::time::Duration::from_millis(config.learn_worker_idle_ms);
+        let service = std::sync::Arc::new(ModelRegistry::open(store.db(), Worker::new(worker))?);
         let (results, trained) = mpsc::unbounded_channel();
 
         let mut swarm = transport::swarm(key, &node.config().version)?;

@@ -22,6 +22,10 @@
 //!   node sees a majority sign updates on a later round's model, takes that
 //!   state from one of them and finishes the campaign with byte-identical
 //!   weights.
+//! - `a_worker_killed_mid_round_is_replaced_and_the_campaign_completes` —
+//!   one node's learning worker is SIGKILLed (by the pid the node reports)
+//!   while it trains a round; the node starts a fresh one, the job is run
+//!   again, and every round still accepts all three members' updates.
 
 use std::time::Duration;
 
@@ -40,6 +44,8 @@ mod common;
 const START: Duration = Duration::from_secs(30);
 const CAMPAIGN: Duration = Duration::from_secs(240);
 const POLL: Duration = Duration::from_millis(200);
+/// Polling for a busy worker: rounds of the kill test take about a second.
+const KILL_POLL: Duration = Duration::from_millis(20);
 /// Rows per organisation, enough to learn from and quick to train on.
 const MAX_ROWS: usize = 1_200;
 
@@ -405,5 +411,62 @@ async fn a_member_killed_mid_campaign_catches_up_after_restart() -> Result<()> {
         weights.push(http.get(&url).send().await?.bytes().await?.to_vec());
     }
     assert!(weights[0] == weights[1] && weights[0] == weights[2]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_round_is_replaced_and_the_campaign_completes() -> Result<()> {
+    let cluster = common::three_nodes(START).await?;
+    let http = reqwest::Client::new();
+    import_org_data(&cluster, &http).await?;
+    let peers: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.peer_id().to_string())
+        .collect();
+    // Long rounds (many local epochs) and a deadline that leaves room for a
+    // retry, so that every member's update of every round is accepted.
+    let body = json!({
+        "model": "latency", "rounds": 3, "local_epochs": 20, "participants": peers,
+        "aggregation": "fedavg", "round_deadline_s": 120.0, "batch_size": 32,
+    });
+    let url = format!("{}/v1/campaigns", base(&cluster, 0));
+    let (status, created) = post(&http, url, serde_json::to_vec(&body)?).await?;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().context("campaign id")?.to_string();
+
+    let worker_url = format!("{}/v1/learn/worker", base(&cluster, 1));
+    let mut busy_pid = 0;
+    wait_until(
+        "node 1's worker busy in a round",
+        CAMPAIGN,
+        KILL_POLL,
+        async || {
+            let w = get(&http, worker_url.clone()).await?;
+            if w["busy"] == true
+                && let Some(pid) = w["pid"].as_u64()
+            {
+                busy_pid = pid as u32;
+                return Ok(true);
+            }
+            Ok(false)
+        },
+    )
+    .await?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(busy_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+
+    let views = wait_completed(&cluster, &http, &id, &[0, 1, 2]).await?;
+    for v in &views {
+        assert_eq!(v["model_hash"], views[0]["model_hash"], "{v}");
+        for round in v["rounds"].as_array().context("rounds")? {
+            assert_eq!(round["accepted"], 3, "{round}");
+        }
+    }
+    let after = get(&http, worker_url).await?;
+    assert!(after["died"].as_u64() >= Some(1), "{after}");
+    assert!(after["started"].as_u64() >= Some(2), "{after}");
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! the node is what the core sends — signed weights and moments.
 //!
 //! The HTTP API and the `mc-node learn …` subcommands call the same
-//! [`LearnService`] methods; training is CPU- or GPU-bound, so async callers
+//! [`ModelRegistry`] methods; training is CPU- or GPU-bound, so async callers
 //! run them on a blocking thread.
 //!
 //! # Stored keys (sled tree `learn`)
@@ -18,291 +18,73 @@
 //!   `weights/<model>/<n>` its safetensors file;
 //! - `active/<model>`: the version in use.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use mc_learn::custom::{self, CustomError};
-use mc_learn::federated::{moments_vector, normaliser_from_moments};
-use mc_learn::transfer::{self, TransferError};
-use mc_learn::{Evaluation, Model};
-use mc_learn_core::csv::{CsvError, CsvLimits, RowError, parse_csv};
+use mc_learn_core::csv::{CsvLimits, parse_csv};
+use mc_learn_core::evaluate::{self as scores, DEFAULT_MIN_ROWS, DEFAULT_TRAIN_FRACTION};
 use mc_learn_core::metrics::{DriftConfig, DriftDetector, DriftReport};
-use mc_learn_core::schema::{self, ModelSchema, SchemaError};
-use mc_learn_core::{Dataset, Task};
-use serde::{Deserialize, Serialize};
+use mc_learn_core::plan::moments_vector;
+use mc_learn_core::schema::{self, ModelSchema};
+use mc_learn_core::worker::{Failure, Job, JsonText, Reply, TrainReportKind};
+use mc_learn_core::{Dataset, Evaluation, Scores, Task};
 
 use mc_core::{FinishedModel, TrainJob, TrainKind};
 
-/// Why a learning request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LearnApiError {
-    /// No model has this name.
-    #[error("no model named {0:?}; declare it with POST /v1/models")]
-    UnknownModel(String),
-    /// The schema is invalid.
-    #[error("invalid schema: {0}")]
-    InvalidSchema(#[from] SchemaError),
-    /// A different model already has this name.
-    #[error("a different model named {0:?} exists")]
-    Conflict(String),
-    /// The CSV does not fit the model's schema.
-    #[error("{0}")]
-    Csv(#[from] CsvError),
-    /// No data has been imported for the model.
-    #[error("no data imported for model {0:?}; use POST /v1/learn/import?model={0}")]
-    NoData(String),
-    /// No trained version of the model exists yet.
-    #[error("model {0:?} has no trained version yet")]
-    NoVersion(String),
-    /// Custom training refused or failed.
-    #[error("{0}")]
-    Custom(#[from] CustomError),
-    /// Transfer learning refused or failed.
-    #[error("{0}")]
-    Transfer(#[from] TransferError),
-    /// A request parameter is invalid.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The trained model scored below the activation floor.
-    #[error(
-        "model scored {score:.4}, below the activation floor {floor}; version {version} kept inactive"
-    )]
-    BelowFloor {
-        /// The score (R² or F1).
-        score: f64,
-        /// The floor.
-        floor: f64,
-        /// The stored, inactive version.
-        version: u32,
-    },
-    /// Model or weight file handling failed.
-    #[error("model error: {0}")]
-    Model(String),
-    /// The database failed.
-    #[error("store error: {0}")]
-    Store(#[from] sled::Error),
-}
+use crate::worker::{Worker, WorkerStatus};
 
-impl LearnApiError {
-    /// The row errors of a refused CSV, for the API's JSON body.
-    pub fn row_errors(&self) -> &[RowError] {
-        match self {
-            LearnApiError::Csv(e) => e.row_errors(),
-            _ => &[],
-        }
-    }
-}
+mod views;
 
-fn model_err(e: impl std::fmt::Display) -> LearnApiError {
-    LearnApiError::Model(e.to_string())
-}
+pub use views::{
+    BaselineComparisonView, DriftView, ImportReport, LearnApiError, MAX_EPOCHS, ModelInfo,
+    Performance, TrainRequest, TrainSummary, TransferSummary, Tuning, VersionMeta,
+};
+use views::{check_epochs, model_err};
 
-/// What is stored with each trained version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VersionMeta {
-    /// Version number, from 1.
-    pub version: u32,
-    /// `custom`, `transfer` or `federated:<campaign>`.
-    pub source: String,
-    /// When it was made (ms since the epoch).
-    pub created_at_ms: u64,
-    /// Scores on the local test split (last 20 %), when there was local data.
-    pub evaluation: Option<Evaluation>,
-    /// Comparison with the mean / last-value baselines.
-    pub baseline_vs_custom: Option<serde_json::Value>,
-    /// Whether this version passed the floor and was activated.
-    pub activated: bool,
-    /// Rows of local data when it was trained; later rows are "incoming"
-    /// for drift detection.
-    pub rows_at_training: usize,
-    /// Rows it was trained on.
-    pub train_rows: usize,
-    /// BLAKE3 hash of the flat weights (hex).
-    pub model_hash: String,
-}
-
-/// One model in `GET /v1/models`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    /// The schema.
-    #[serde(flatten)]
-    pub schema: ModelSchema,
-    /// Whether it is one of the built-in models.
-    pub builtin: bool,
-    /// Imported rows.
-    pub rows: usize,
-    /// The active version, if any.
-    pub active_version: Option<u32>,
-    /// Number of stored versions.
-    pub versions: usize,
-}
-
-/// What an import did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImportReport {
-    /// The model.
-    pub model: String,
-    /// Rows added by this import.
-    pub imported_rows: usize,
-    /// Rows now stored for the model.
-    pub total_rows: usize,
-    /// Drift of the stored rows since the active version was trained
-    /// (only when there is an active version and new rows).
-    pub drift: Option<DriftReport>,
-    /// Set when drift triggered a retrain: the new version's summary.
-    pub retrained: Option<TrainSummary>,
-}
-
-/// Custom training's answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainSummary {
-    /// The stored version.
-    pub version: u32,
-    /// Whether it was activated.
-    pub activated: bool,
-    /// R² or F1 on the test split.
-    pub score: f64,
-    /// The floor it was held to.
-    pub activation_floor: f64,
-    /// Rows trained on / tested on.
-    pub train_rows: usize,
-    /// Test rows.
-    pub test_rows: usize,
-    /// Full scores.
-    pub evaluation: Evaluation,
-    /// Against the baselines.
-    pub baseline_vs_custom: serde_json::Value,
-}
-
-/// Most epochs a training or transfer request may ask for.
-pub const MAX_EPOCHS: usize = 10_000;
-
-/// `epochs` if it is 1..=[`MAX_EPOCHS`].
-fn check_epochs(epochs: usize) -> Result<usize, LearnApiError> {
-    if epochs == 0 || epochs > MAX_EPOCHS {
-        return Err(LearnApiError::BadRequest(format!(
-            "epochs must be 1-{MAX_EPOCHS}, not {epochs}"
-        )));
-    }
-    Ok(epochs)
-}
-
-/// How long and how fast transfer learning fine-tunes; `None` for
-/// [`transfer::Options::default`]'s. The from-scratch model the report
-/// compares with trains with [`mc_learn::TrainConfig`]'s defaults either
-/// way.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Tuning {
-    /// Passes over the training rows.
-    pub epochs: Option<usize>,
-    /// Adam's learning rate.
-    pub learning_rate: Option<f64>,
-}
-
-/// Transfer learning's answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct TransferSummary {
-    /// The stored version.
-    pub version: u32,
-    /// Where the base came from (`version <n>` or `uploaded`).
-    pub base: String,
-    /// Layers fine-tuned.
-    pub trained_layers: usize,
-    /// Layers frozen.
-    pub frozen_layers: usize,
-    /// Scores of the base model as it is, on the local test split.
-    pub base_evaluation: Evaluation,
-    /// Scores after fine-tuning.
-    pub fine_tuned: Evaluation,
-    /// Scores of a model trained from scratch on the same rows.
-    pub scratch: Evaluation,
-    /// Improvement of fine-tuned over base, %.
-    pub improvement_over_base_pct: Option<f64>,
-    /// Improvement of fine-tuned over scratch, %.
-    pub improvement_over_scratch_pct: Option<f64>,
-}
-
-/// `GET /v1/models/{name}/performance`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Performance {
-    /// The model.
-    pub model: String,
-    /// The active version.
-    pub version: u32,
-    /// Where it came from.
-    pub source: String,
-    /// Main score: R² (regression) or accuracy (classifier) on the local test split.
-    pub accuracy: f64,
-    /// All scores on the local test split.
-    pub evaluation: Evaluation,
-    /// Milliseconds per row of a batched forward pass, measured now.
-    pub inference_latency_ms: f64,
-    /// Current vs baseline.
-    pub baseline_comparison: BaselineComparisonView,
-    /// Drift of rows imported since training.
-    pub drift: DriftView,
-    /// Classifier only.
-    pub precision: Option<f64>,
-    /// Classifier only.
-    pub recall: Option<f64>,
-    /// Classifier only.
-    pub f1: Option<f64>,
-}
-
-/// The baseline part of [`Performance`].
-#[derive(Debug, Clone, Serialize)]
-pub struct BaselineComparisonView {
-    /// The model's score.
-    pub current: f64,
-    /// The better baseline's score.
-    pub baseline: f64,
-    /// `(current − baseline) / |baseline| · 100`, when the baseline is not 0.
-    pub improvement_percent: Option<f64>,
-}
-
-/// The drift part of [`Performance`].
-#[derive(Debug, Clone, Serialize)]
-pub struct DriftView {
-    /// Whether drift was detected (the retrain trigger).
-    pub detected: bool,
-    /// The drift score (largest per-feature PSI).
-    pub score: f64,
-    /// Rows compared against the training data.
-    pub incoming_rows: usize,
-    /// The full report, when there were incoming rows.
-    pub report: Option<DriftReport>,
-}
-
-/// Options of `POST /v1/models/{name}/train`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainRequest {
-    /// Epochs (default 40).
-    pub epochs: Option<usize>,
-    /// Activation floor (default 0.7).
-    pub activation_floor: Option<f64>,
-    /// Minimum rows (default 1000).
-    pub min_rows: Option<usize>,
-    /// Seed (default 0).
-    pub seed: Option<u64>,
-    /// Learning rate (default 1e-3).
-    pub learning_rate: Option<f64>,
-}
-
-/// The model registry and trainer of one node.
+/// The model registry of one node: schemas, rows and versions in sled;
+/// training, scoring and campaign steps on the learning [`Worker`].
 #[derive(Debug, Clone)]
-pub struct LearnService {
+pub struct ModelRegistry {
     tree: sled::Tree,
     db: sled::Db,
+    worker: Worker,
+    /// Held by every read-modify-write of the tree (appending rows,
+    /// numbering a version), never while a model trains.
+    writes: Arc<Mutex<()>>,
 }
 
-impl LearnService {
-    /// Opens the `learn` tree of the node's database.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+impl ModelRegistry {
+    /// Opens the `learn` tree of the node's database; model work goes to
+    /// `worker`.
+    pub fn open(db: &sled::Db, worker: Worker) -> Result<Self, sled::Error> {
         Ok(Self {
             tree: db.open_tree("learn")?,
             db: db.clone(),
+            worker,
+            writes: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// The learning worker's counters.
+    pub fn worker_status(&self) -> WorkerStatus {
+        self.worker.status()
+    }
+
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `job` on the worker; a [`Reply::Failed`] becomes the matching
+    /// [`LearnApiError`].
+    fn work(&self, job: &Job) -> Result<Reply, LearnApiError> {
+        match self.worker.run(job)? {
+            Reply::Failed { kind, message } => Err(match kind {
+                Failure::TrainingRefused => LearnApiError::Custom(message),
+                Failure::TransferRefused => LearnApiError::Transfer(message),
+                Failure::Model | Failure::Protocol => LearnApiError::Model(message),
+            }),
+            reply => Ok(reply),
+        }
     }
 
     fn flush(&self) -> Result<(), LearnApiError> {
@@ -381,14 +163,18 @@ impl LearnService {
     ) -> Result<ImportReport, LearnApiError> {
         let schema = self.schema(name)?;
         let new = parse_csv(csv, &schema, CsvLimits::default())?;
-        let mut data = match (replace, self.dataset(name)?) {
-            (false, Some(existing)) => existing,
-            _ => Dataset::empty(schema.features.clone(), schema.target.clone()),
+        let data = {
+            let _guard = self.write_lock();
+            let mut data = match (replace, self.dataset(name)?) {
+                (false, Some(existing)) => existing,
+                _ => Dataset::empty(schema.features.clone(), schema.target.clone()),
+            };
+            data.extend(&new);
+            let bytes = postcard::to_stdvec(&data).map_err(model_err)?;
+            self.tree.insert(format!("data/{name}"), bytes)?;
+            self.flush()?;
+            data
         };
-        data.extend(&new);
-        let bytes = postcard::to_stdvec(&data).map_err(model_err)?;
-        self.tree.insert(format!("data/{name}"), bytes)?;
-        self.flush()?;
         let mut report = ImportReport {
             model: name.to_string(),
             imported_rows: new.len(),
@@ -399,7 +185,7 @@ impl LearnService {
         if let Some(drift) = self.drift(name, &data)? {
             let detected = drift.detected;
             report.drift = Some(drift);
-            if detected && retrain_on_drift && data.len() >= custom::DEFAULT_MIN_ROWS {
+            if detected && retrain_on_drift && data.len() >= DEFAULT_MIN_ROWS {
                 tracing::info!(model = name, "drift detected; retraining");
                 report.retrained = Some(self.train_inner(
                     name,
@@ -419,7 +205,7 @@ impl LearnService {
 
     /// Drift of the rows imported since the active version was trained.
     fn drift(&self, name: &str, data: &Dataset) -> Result<Option<DriftReport>, LearnApiError> {
-        let Some((meta, model)) = self.active_model(name)? else {
+        let Some((meta, weights)) = self.active_version(name)? else {
             return Ok(None);
         };
         let cut = meta.rows_at_training.min(data.len());
@@ -428,23 +214,37 @@ impl LearnService {
         }
         let reference = data.slice(0..cut);
         let incoming = data.slice(cut..data.len());
-        let residuals = |d: &Dataset| -> Result<Vec<f32>, LearnApiError> {
-            let p = model.predict(d).map_err(model_err)?;
-            Ok(p.iter().zip(&d.y).map(|(p, y)| y - p).collect())
+        let Reply::Assessed { predictions, .. } = self.work(&Job::Assess {
+            schema: JsonText::encode(&self.schema(name)?),
+            weights,
+            evaluate: None,
+            predict: vec![reference.clone(), incoming.clone()],
+        })?
+        else {
+            return Err(unexpected("assess"));
         };
+        let [reference_p, incoming_p] = <[Vec<f32>; 2]>::try_from(predictions)
+            .map_err(|_| model_err("the worker answered the wrong number of predictions"))?;
+        let residuals = |d: &Dataset, p: &[f32]| -> Vec<f32> {
+            p.iter().zip(&d.y).map(|(p, y)| y - p).collect()
+        };
+        let (reference_r, incoming_r) = (
+            residuals(&reference, &reference_p),
+            residuals(&incoming, &incoming_p),
+        );
         // Calendar columns always look shifted over a short window.
         let config = DriftConfig {
             ignored_features: vec!["hour_of_day".into(), "day_of_week".into()],
             ..DriftConfig::default()
         };
-        let detector = match DriftDetector::fit_with(config, &reference, &residuals(&reference)?) {
+        let detector = match DriftDetector::fit_with(config, &reference, &reference_r) {
             Ok(d) => d,
             Err(error) => {
                 tracing::debug!(model = name, %error, "no drift check");
                 return Ok(None);
             }
         };
-        match detector.check(&incoming, &residuals(&incoming)?) {
+        match detector.check(&incoming, &incoming_r) {
             Ok(report) => Ok(Some(report)),
             Err(error) => {
                 tracing::debug!(model = name, %error, "no drift check");
@@ -481,36 +281,39 @@ impl LearnService {
         let data = self
             .dataset(name)?
             .ok_or_else(|| LearnApiError::NoData(name.to_string()))?;
-        let mut opts = custom::Options::default();
-        if let Some(e) = request.epochs {
-            opts.train.epochs = check_epochs(e)?;
-        }
-        if let Some(f) = request.activation_floor {
-            opts.activation_floor = f;
-        }
-        if let Some(m) = request.min_rows {
-            opts.min_rows = m;
-        }
-        if let Some(s) = request.seed {
-            opts.train.seed = s;
-        }
-        if let Some(lr) = request.learning_rate {
-            opts.train.learning_rate = lr;
-        }
-        let report = custom::train(&schema, &data, &opts)?;
-        let baseline = serde_json::to_value(report.baseline_vs_custom).map_err(model_err)?;
+        let epochs = request.epochs.map(check_epochs).transpose()?;
+        let rows_at_training = data.len();
+        let Reply::Trained {
+            weights,
+            model_hash,
+            report: TrainReportKind::Custom(report),
+        } = self.work(&Job::Train {
+            schema: JsonText::encode(&schema),
+            data,
+            epochs,
+            learning_rate: request.learning_rate,
+            seed: request.seed,
+            min_rows: request.min_rows,
+            activation_floor: request.activation_floor,
+        })?
+        else {
+            return Err(unexpected("train"));
+        };
+        let report = report.decode().map_err(model_err)?;
         let meta = VersionMeta {
             version: 0,
             source: "custom".into(),
             created_at_ms: now_ms,
             evaluation: Some(report.evaluation),
-            baseline_vs_custom: Some(baseline.clone()),
+            baseline_vs_custom: Some(
+                serde_json::to_value(report.baseline_vs_custom).map_err(model_err)?,
+            ),
             activated: report.activated,
-            rows_at_training: data.len(),
+            rows_at_training,
             train_rows: report.train_rows,
-            model_hash: mc_learn_core::model_hash(&report.model.flat_weights()).to_string(),
+            model_hash,
         };
-        let version = self.store_version(name, meta, &report.model)?;
+        let version = self.store_version(name, meta, weights)?;
         Ok(TrainSummary {
             version,
             activated: report.activated,
@@ -519,7 +322,7 @@ impl LearnService {
             train_rows: report.train_rows,
             test_rows: report.test_rows,
             evaluation: report.evaluation,
-            baseline_vs_custom: baseline,
+            baseline_vs_custom: report.baseline_vs_custom,
         })
     }
 
@@ -535,32 +338,40 @@ impl LearnService {
         tuning: Tuning,
         now_ms: u64,
     ) -> Result<TransferSummary, LearnApiError> {
-        let mut opts = transfer::Options::default();
-        if let Some(epochs) = tuning.epochs {
-            opts.fine_tune_epochs = check_epochs(epochs)?;
-        }
+        let epochs = tuning.epochs.map(check_epochs).transpose()?;
         if let Some(rate) = tuning.learning_rate {
             mc_core::learning::check_learning_rate(rate).map_err(LearnApiError::BadRequest)?;
-            opts.fine_tune_learning_rate = rate;
         }
         let schema = self.schema(name)?;
         let data = self
             .dataset(name)?
             .ok_or_else(|| LearnApiError::NoData(name.to_string()))?;
         let (base, base_name) = match base_safetensors {
-            Some(bytes) => (
-                Model::from_safetensors_bytes(&schema, bytes, mc_learn::default_device())
-                    .map_err(model_err)?,
-                "uploaded".to_string(),
-            ),
+            Some(bytes) => (bytes.to_vec(), "uploaded".to_string()),
             None => {
-                let (meta, model) = self
-                    .active_model(name)?
+                let (meta, weights) = self
+                    .active_version(name)?
                     .ok_or_else(|| LearnApiError::NoVersion(name.to_string()))?;
-                (model, format!("version {}", meta.version))
+                (weights, format!("version {}", meta.version))
             }
         };
-        let report = transfer::fine_tune(&base, &data, k, &opts)?;
+        let rows_at_training = data.len();
+        let Reply::Trained {
+            weights,
+            model_hash,
+            report: TrainReportKind::Transfer(report),
+        } = self.work(&Job::Transfer {
+            schema: JsonText::encode(&schema),
+            data,
+            base,
+            k,
+            epochs,
+            learning_rate: tuning.learning_rate,
+        })?
+        else {
+            return Err(unexpected("transfer"));
+        };
+        let report = report.decode().map_err(model_err)?;
         let meta = VersionMeta {
             version: 0,
             source: "transfer".into(),
@@ -568,11 +379,11 @@ impl LearnService {
             evaluation: Some(report.fine_tuned),
             baseline_vs_custom: None,
             activated: true,
-            rows_at_training: data.len(),
+            rows_at_training,
             train_rows: report.train_rows,
-            model_hash: mc_learn_core::model_hash(&report.model.flat_weights()).to_string(),
+            model_hash,
         };
-        let version = self.store_version(name, meta, &report.model)?;
+        let version = self.store_version(name, meta, weights)?;
         Ok(TransferSummary {
             version,
             base: base_name,
@@ -587,15 +398,17 @@ impl LearnService {
     }
 
     /// Stores a version and, when it is activated, makes it the active one.
+    /// Numbering and storing happen under the write lock, so concurrent
+    /// trainings get distinct versions.
     fn store_version(
         &self,
         name: &str,
         mut meta: VersionMeta,
-        model: &Model,
+        weights: Vec<u8>,
     ) -> Result<u32, LearnApiError> {
+        let _guard = self.write_lock();
         let version = self.versions(name)?.last().map_or(1, |v| v.version + 1);
         meta.version = version;
-        let weights = model.to_safetensors_bytes().map_err(model_err)?;
         let mut batch = sled::Batch::default();
         batch.insert(
             format!("version/{name}/{version:06}").as_bytes(),
@@ -644,44 +457,53 @@ impl LearnService {
             .ok_or_else(|| LearnApiError::NoVersion(name.to_string()))
     }
 
-    fn active_model(&self, name: &str) -> Result<Option<(VersionMeta, Model)>, LearnApiError> {
+    /// The active version's metadata and safetensors bytes.
+    fn active_version(&self, name: &str) -> Result<Option<(VersionMeta, Vec<u8>)>, LearnApiError> {
         let Some(version) = self.active(name)? else {
             return Ok(None);
         };
-        let schema = self.schema(name)?;
         let meta: VersionMeta = match self.tree.get(format!("version/{name}/{version:06}"))? {
             Some(b) => serde_json::from_slice(&b).map_err(model_err)?,
             None => return Ok(None),
         };
-        let bytes = self.weights(name)?;
-        let model = Model::from_safetensors_bytes(&schema, &bytes, mc_learn::default_device())
-            .map_err(model_err)?;
-        Ok(Some((meta, model)))
+        Ok(Some((meta, self.weights(name)?)))
     }
 
     /// Performance of the active version (seed 27.4).
     pub fn performance(&self, name: &str) -> Result<Performance, LearnApiError> {
         let schema = self.schema(name)?;
-        let (meta, model) = self
-            .active_model(name)?
+        let (meta, weights) = self
+            .active_version(name)?
             .ok_or_else(|| LearnApiError::NoVersion(name.to_string()))?;
         let data = self
             .dataset(name)?
             .ok_or_else(|| LearnApiError::NoData(name.to_string()))?;
-        let (train, test) = data.split_time(custom::DEFAULT_TRAIN_FRACTION);
+        let (train, test) = data.split_time(DEFAULT_TRAIN_FRACTION);
         if test.is_empty() || train.is_empty() {
             return Err(LearnApiError::NoData(name.to_string()));
         }
-        let started = Instant::now();
-        let evaluation = model.evaluate(&test).map_err(model_err)?;
-        let elapsed = started.elapsed();
-        let comparison = custom::compare(schema.task, &train, &test, evaluation.score());
+        let Reply::Assessed {
+            evaluation: Some(evaluation),
+            evaluate_nanos,
+            ..
+        } = self.work(&Job::Assess {
+            schema: JsonText::encode(&schema),
+            weights,
+            evaluate: Some(test.clone()),
+            predict: Vec::new(),
+        })?
+        else {
+            return Err(unexpected("assess"));
+        };
+        let evaluation: Evaluation = evaluation.decode().map_err(model_err)?;
+        let elapsed = Duration::from_nanos(evaluate_nanos);
+        let comparison = scores::compare(schema.task, &train, &test, evaluation.score());
         let current = comparison.custom_score;
         let baseline = comparison.baseline_score;
         let drift = self.drift(name, &data)?;
         let (accuracy, precision, recall, f1) = match evaluation.scores {
-            mc_learn::Scores::Regression { r2, .. } => (r2, None, None, None),
-            mc_learn::Scores::Classification {
+            Scores::Regression { r2, .. } => (r2, None, None, None),
+            Scores::Classification {
                 accuracy,
                 precision,
                 recall,
@@ -730,28 +552,38 @@ impl LearnService {
         }
         // Campaigns train on the same first 80 % that custom training uses,
         // so the last 20 % stays held out for performance figures.
-        let (data, _) = data.split_time(custom::DEFAULT_TRAIN_FRACTION);
+        let (data, _) = data.split_time(DEFAULT_TRAIN_FRACTION);
         if data.is_empty() {
             return Err(format!("too few rows for model {:?}", job.model.name));
         }
         match &job.kind {
-            TrainKind::Moments => Ok((moments_vector(&job.model, &data), data.len() as u64)),
+            // Round 0 needs no model; the worker starts meanwhile, so that
+            // round 1 does not wait for libtorch to load.
+            TrainKind::Moments => {
+                if let Err(error) = self.worker.prestart() {
+                    tracing::warn!(%error, "cannot start the learning worker");
+                }
+                Ok((moments_vector(&job.model, &data), data.len() as u64))
+            }
             TrainKind::Update {
                 base,
                 moments,
                 plan,
                 correction,
                 seed,
-            } => mc_learn::federated::campaign_update(
-                &job.model,
-                moments,
-                base,
-                &data,
-                plan,
-                correction.as_deref(),
-                *seed,
-                mc_learn::default_device(),
-            ),
+            } => match self.work(&Job::Update {
+                schema: JsonText::encode(&job.model),
+                moments: moments.to_vec(),
+                base: base.to_vec(),
+                data,
+                plan: *plan,
+                correction: correction.as_deref().map(<[f32]>::to_vec),
+                seed: *seed,
+            }) {
+                Ok(Reply::Updated { weights, rows }) => Ok((weights, rows)),
+                Ok(_) => Err(unexpected("update").to_string()),
+                Err(e) => Err(e.to_string()),
+            },
         }
     }
 
@@ -775,23 +607,27 @@ impl LearnService {
         if self.schema(name).is_err() {
             self.declare(model.model.clone())?;
         }
-        let normaliser =
-            normaliser_from_moments(&model.model, &model.moments).map_err(LearnApiError::Model)?;
-        let m = Model::from_flat(
-            &model.model,
-            normaliser,
-            &model.weights,
-            mc_learn::default_device(),
-        )
-        .map_err(model_err)?;
         let data = self.dataset(name)?;
-        let (evaluation, rows) = match &data {
-            Some(d) if d.len() >= 5 => {
-                let (_, test) = d.split_time(custom::DEFAULT_TRAIN_FRACTION);
-                (Some(m.evaluate(&test).map_err(model_err)?), d.len())
-            }
-            _ => (None, data.as_ref().map_or(0, |d| d.len())),
+        let rows = data.as_ref().map_or(0, Dataset::len);
+        let test = data
+            .filter(|d| d.len() >= 5)
+            .map(|d| d.split_time(DEFAULT_TRAIN_FRACTION).1);
+        let Reply::Finished {
+            weights,
+            evaluation,
+        } = self.work(&Job::Finish {
+            schema: JsonText::encode(&model.model),
+            moments: model.moments.clone(),
+            weights: model.weights.clone(),
+            test,
+        })?
+        else {
+            return Err(unexpected("finish"));
         };
+        let evaluation = evaluation
+            .map(|e| e.decode())
+            .transpose()
+            .map_err(model_err)?;
         let meta = VersionMeta {
             version: 0,
             source,
@@ -803,7 +639,7 @@ impl LearnService {
             train_rows: rows,
             model_hash: model.model_hash.clone(),
         };
-        self.store_version(name, meta, &m)
+        self.store_version(name, meta, weights)
     }
 }
 
@@ -812,5 +648,9 @@ pub fn is_classifier(task: Task) -> bool {
     task == Task::BinaryClassification
 }
 
-/// A shareable handle.
-pub type SharedService = Arc<LearnService>;
+/// A worker reply of the wrong kind for its job: a bug in the worker.
+fn unexpected(job: &str) -> LearnApiError {
+    model_err(format!(
+        "the learning worker answered a {job} job with another kind of reply"
+    ))
+}
