@@ -95,6 +95,8 @@ pub struct WorkerStatus {
     pub pid: Option<u32>,
     /// Whether a job is running on it now.
     pub busy: bool,
+    /// The running worker's resident set size in bytes (Linux only).
+    pub rss_bytes: Option<u64>,
     /// Jobs answered.
     pub jobs: u64,
     /// Workers started.
@@ -237,6 +239,7 @@ impl Worker {
             program: s.config.program.display().to_string(),
             pid: (pid != 0).then_some(pid),
             busy: s.busy.load(Ordering::Relaxed),
+            rss_bytes: (pid != 0).then(|| rss_of(pid)).flatten(),
             jobs: s.jobs.load(Ordering::Relaxed),
             started: s.started.load(Ordering::Relaxed),
             died: s.died.load(Ordering::Relaxed),
@@ -335,4 +338,16 @@ fn reap_idle(shared: Weak<Shared>) {
         state = guard;
         drop(state);
     }
+}
+
+/// `VmRSS` of `pid` from `/proc`, in bytes.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
