@@ -58,6 +58,9 @@ pub enum ApiRequest {
     /// A signed update handed over by the API instead of a peer; it is
     /// checked exactly like one from the network.
     SubmitUpdate {
+        /// The campaign the caller addressed (`/v1/campaigns/{id}/updates`);
+        /// an update for another one is refused. `None` for any campaign.
+        campaign: Option<String>,
         /// The update's wire encoding.
         bytes: Vec<u8>,
     },

@@ -325,6 +325,14 @@ pub enum LearnError {
     /// The update could not be decoded.
     #[error("malformed update: {0}")]
     Malformed(String),
+    /// The update belongs to another campaign than the one addressed.
+    #[error("the update is for campaign {update}, not {addressed}")]
+    WrongCampaign {
+        /// The campaign in the request's path.
+        addressed: String,
+        /// The campaign the update was signed for.
+        update: String,
+    },
     /// The round's collector refused it.
     #[error("update rejected: {0}")]
     Rejected(String),

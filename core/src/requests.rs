@@ -68,10 +68,18 @@ impl Node {
                 self.scan_campaigns();
                 Ok(ApiResponse::Campaigns(self.learning.views()))
             }
-            ApiRequest::SubmitUpdate { bytes } => {
+            ApiRequest::SubmitUpdate { campaign, bytes } => {
                 let update =
                     mc_learn_core::SignedUpdate::decode(&bytes, learning::MAX_UPDATE_BYTES)
                         .map_err(|e| ApiError::Learn(LearnError::Malformed(e.to_string())))?;
+                if let Some(path) = campaign
+                    && path != update.header.campaign.to_string()
+                {
+                    return Err(ApiError::Learn(LearnError::WrongCampaign {
+                        addressed: path,
+                        update: update.header.campaign.to_string(),
+                    }));
+                }
                 let mut fx = learning::Effects::default();
                 let result = self.learning.offer(update, self.now, &mut fx, false);
                 self.apply_learning(fx);

@@ -89,6 +89,13 @@ pub enum RowErrorKind {
         /// The field (its first 40 characters).
         value: String,
     },
+    /// The magnitude is over [`MAX_ABS_VALUE`]: its square, which the
+    /// model's statistics need, would overflow `f32`.
+    #[error("{value:?} is beyond ±1e18; rescale the column (e.g. to thousands or millions)")]
+    TooLarge {
+        /// The field (its first 40 characters).
+        value: String,
+    },
     /// A classification target other than 0 or 1.
     #[error("{value:?} is not 0 or 1, as a classification target must be")]
     NotBinary {
@@ -352,6 +359,10 @@ fn read(
     })
 }
 
+/// The largest magnitude a field may have: round 0 of a campaign and the
+/// normaliser square every value, and `f32` ends at 3.4e38.
+pub const MAX_ABS_VALUE: f32 = 1e18;
+
 fn parse_field(text: &str, binary: bool) -> Result<f32, RowErrorKind> {
     if text.is_empty() {
         return Err(RowErrorKind::Empty);
@@ -362,6 +373,9 @@ fn parse_field(text: &str, binary: bool) -> Result<f32, RowErrorKind> {
         .map_err(|_| RowErrorKind::NotANumber { value: quote() })?;
     if !value.is_finite() {
         return Err(RowErrorKind::NonFinite { value: quote() });
+    }
+    if value.abs() > MAX_ABS_VALUE {
+        return Err(RowErrorKind::TooLarge { value: quote() });
     }
     if binary && value != 0.0 && value != 1.0 {
         return Err(RowErrorKind::NotBinary { value: quote() });

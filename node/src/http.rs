@@ -133,6 +133,9 @@ impl From<ApiError> for HttpError {
             ApiError::Learn(LearnError::Malformed(_)) => {
                 Self::new(StatusCode::BAD_REQUEST, "malformed_update", detail)
             }
+            ApiError::Learn(LearnError::WrongCampaign { .. }) => {
+                Self::new(StatusCode::BAD_REQUEST, "campaign_mismatch", detail)
+            }
             ApiError::Learn(LearnError::Rejected(_)) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "update_rejected", detail)
             }

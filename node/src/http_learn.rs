@@ -14,7 +14,7 @@
 //! | GET | `/v1/learn/worker` | | the learning worker: pid, busy, jobs, starts, deaths |
 //! | POST | `/v1/campaigns` | campaign JSON | the campaign (201) |
 //! | GET | `/v1/campaigns`, `/v1/campaigns/{id}` | | state, round, per-round digests |
-//! | POST | `/v1/campaigns/{id}/updates` | an encoded signed update | 202, or 422 with the rejection |
+//! | POST | `/v1/campaigns/{id}/updates` | an encoded signed update (≤ 64 MiB) | 202; 400 `campaign_mismatch` for another campaign's update; 422 with the rejection |
 //!
 //! Model work runs on a blocking thread, which hands it to the learning
 //! worker process ([`crate::worker`]); campaign requests go through the core
@@ -39,7 +39,8 @@ use crate::http::{AppState, HttpError, call, unexpected};
 use crate::models::{LearnApiError, ModelRegistry, TrainRequest, Tuning};
 use mc_core::{ApiRequest, ApiResponse, CampaignRequest, Participant};
 
-/// The largest CSV or model file accepted.
+/// The largest CSV, model file or signed update accepted (an update of a
+/// model of up to 16M parameters).
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// The learning routes.
@@ -56,7 +57,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{name}/performance", get(performance))
         .route("/v1/campaigns", get(list_campaigns).post(create_campaign))
         .route("/v1/campaigns/{id}", get(get_campaign))
-        .route("/v1/campaigns/{id}/updates", post(submit_update))
+        .route(
+            "/v1/campaigns/{id}/updates",
+            post(submit_update).layer(upload),
+        )
 }
 
 impl From<LearnApiError> for HttpError {
@@ -360,9 +364,13 @@ async fn submit_update(
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let Path(_id) = id?;
+    let Path(id) = id?;
     let bytes = body?.to_vec();
-    match call(&state, ApiRequest::SubmitUpdate { bytes }).await? {
+    let request = ApiRequest::SubmitUpdate {
+        campaign: Some(id),
+        bytes,
+    };
+    match call(&state, request).await? {
         ApiResponse::UpdateAccepted => Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "accepted": true })),

@@ -659,6 +659,7 @@ fn forged_and_foreign_updates_are_rejected_and_counted() {
     let r = net.api(
         "a",
         ApiRequest::SubmitUpdate {
+            campaign: None,
             bytes: foreign.encode(),
         },
     );
@@ -693,6 +694,7 @@ fn forged_and_foreign_updates_are_rejected_and_counted() {
     let r = net.api(
         "a",
         ApiRequest::SubmitUpdate {
+            campaign: None,
             bytes: tampered.encode(),
         },
     );
@@ -703,11 +705,25 @@ fn forged_and_foreign_updates_are_rejected_and_counted() {
     let r = net.api(
         "a",
         ApiRequest::SubmitUpdate {
+            campaign: None,
             bytes: vec![1, 2, 3],
         },
     );
     assert!(
         matches!(r, Err(ApiError::Learn(LearnError::Malformed(_)))),
+        "{r:?}"
+    );
+    // Addressed to another campaign: refused before the collector sees it
+    // (the counts below are unchanged).
+    let r = net.api(
+        "a",
+        ApiRequest::SubmitUpdate {
+            campaign: Some("00".repeat(16)),
+            bytes: tampered.encode(),
+        },
+    );
+    assert!(
+        matches!(&r, Err(ApiError::Learn(LearnError::WrongCampaign { update, .. })) if *update == id),
         "{r:?}"
     );
     let rejections = net.campaign("a", &id).rejections;

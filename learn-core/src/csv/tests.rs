@@ -236,7 +236,7 @@ fn table_csv_reads_back_as_the_selected_dataset() {
     for i in 0..50 {
         let v = i as f32;
         table
-            .push_row(&[v / 7.0, -v * 1e-9, v.sqrt(), 1e20 * v])
+            .push_row(&[v / 7.0, -v * 1e-9, v.sqrt(), 1e16 * v])
             .unwrap();
     }
     let s = schema(Task::Regression);
@@ -267,4 +267,21 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn values_whose_squares_overflow_f32_are_refused_and_the_largest_allowed_keep_moments_finite() {
+    let err = parse("threads,memory,y\n1,2,3\n1e30,2,3\n").unwrap_err();
+    let CsvError::BadRows { errors, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 3);
+    assert_eq!(errors[0].column.as_deref(), Some("threads"));
+    assert!(matches!(errors[0].reason, RowErrorKind::TooLarge { .. }));
+    assert!(errors[0].to_string().contains("1e18"), "{}", errors[0]);
+
+    let d = parse("threads,memory,y\n1e18,-1e18,1e18\n-1e18,1e18,1\n").unwrap();
+    let moments = crate::plan::moments_vector(&schema(Task::Regression), &d);
+    assert!(moments.iter().all(|m| m.is_finite()), "{moments:?}");
 }
