@@ -891,6 +891,15 @@ impl Learning {
         }
     }
 
+    /// Sends an update that the API accepted (a member without a node of
+    /// its own handed it to this one) on to every other participant, as if
+    /// its author had sent it to each.
+    pub(super) fn relay(&self, update: &SignedUpdate, fx: &mut Effects) {
+        if let Some(run) = self.runs.get(&update.header.campaign) {
+            fx.sends.extend(run.send_update(update, &self.me, None));
+        }
+    }
+
     /// A peer connected: resend our update for the current round of every
     /// campaign it takes part in (it may have missed it).
     pub(super) fn on_peer_connected(&mut self, peer: &NodeId, fx: &mut Effects) {
@@ -1032,19 +1041,30 @@ impl Run {
     /// Our update for the current round, in chunks, for every other
     /// participant (or only `to`).
     fn send_own(&self, me: &AuthorKey, to: Option<&NodeId>) -> Vec<(NodeId, LearnMessage)> {
-        let Some(update) = &self.own_update else {
-            return Vec::new();
-        };
+        match &self.own_update {
+            Some(update) => self.send_update(update, me, to),
+            None => Vec::new(),
+        }
+    }
+
+    /// `update` in chunks for every participant but `me` and its author
+    /// (or only `to`).
+    fn send_update(
+        &self,
+        update: &SignedUpdate,
+        me: &AuthorKey,
+        to: Option<&NodeId>,
+    ) -> Vec<(NodeId, LearnMessage)> {
         let pieces = match chunk::split(&update.encode(), UPDATE_CHUNK_BYTES) {
             Ok(p) => p,
             Err(error) => {
-                tracing::error!(campaign = %self.id, %error, "cannot chunk the local update");
+                tracing::error!(campaign = %self.id, %error, "cannot chunk an update");
                 return Vec::new();
             }
         };
         let mut sends = Vec::new();
         for (key, node) in &self.keys {
-            if key == me || to.is_some_and(|t| t != node) {
+            if key == me || *key == update.author || to.is_some_and(|t| t != node) {
                 continue;
             }
             for piece in &pieces {
@@ -1052,7 +1072,7 @@ impl Run {
                     node.clone(),
                     LearnMessage::UpdateChunk {
                         campaign: self.id.0,
-                        round: self.round,
+                        round: update.header.round,
                         chunk: piece.encode(),
                     },
                 ));

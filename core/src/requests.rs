@@ -81,7 +81,11 @@ impl Node {
                     }));
                 }
                 let mut fx = learning::Effects::default();
+                let relayed = update.clone();
                 let result = self.learning.offer(update, self.now, &mut fx, false);
+                if result.is_ok() {
+                    self.learning.relay(&relayed, &mut fx);
+                }
                 self.apply_learning(fx);
                 result
                     .map(|()| ApiResponse::UpdateAccepted)

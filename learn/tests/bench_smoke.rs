@@ -72,7 +72,26 @@ fn tiny_benchmark_reports_every_part() {
             }
         }
     }
-    // The federated run doubles as FedAvg's clean run.
+    // The federated run stands in for FedAvg's clean run: a clean FedAvg
+    // campaign run on its own over the same data gives the same model.
+    let schema = mc_learn_core::schema::builtin_named(&opts.model).unwrap();
+    let orgs = data::consortium(
+        &schema,
+        opts.orgs,
+        opts.seed,
+        opts.max_rows,
+        opts.train_fraction,
+    )
+    .unwrap();
+    let independent = campaign::run(
+        &schema,
+        &orgs,
+        &opts.campaign(Rule::FedAvg, false),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(independent.model_hash, report.federated.model_hash);
     assert_eq!(
         byzantine.rules[0].clean.model_hash,
         report.federated.model_hash

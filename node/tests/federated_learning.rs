@@ -303,7 +303,7 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
         (0..moments_len).map(|i| i as f32).collect(),
     )?;
     let (status, answer) = post(&http, submit, genuine.encode()).await?;
-    assert!(status == 202 || status == 422, "{answer}");
+    assert_eq!(status, 202, "round 0 is open for 20 s: {answer}");
 
     // The member never trains: rounds close at their deadline and the
     // campaign still completes on both node participants.
@@ -317,35 +317,32 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
         .last()
         .unwrap()
         .clone();
-    // The silent member is always missing. How many of the two nodes'
-    // updates made each other's deadline depends on machine load, so the
-    // nodes agree on the model exactly when they accepted the same set.
-    let accepted = last["accepted"].as_u64().unwrap_or(0);
-    assert!((1..=2).contains(&accepted), "{last}");
-    assert!(last["missing"].as_u64().unwrap_or(0) >= 1, "{last}");
-    assert_eq!(last["closed_by"], "deadline");
-    let digests = |v: &Value| v["rounds"].to_string();
-    let same_sets = views[0]["rounds"]
-        .as_array()
-        .zip(views[1]["rounds"].as_array())
-        .is_some_and(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .all(|(x, y)| x["accepted_digest"] == y["accepted_digest"])
-        });
-    if same_sets {
-        assert_eq!(
-            views[0]["model_hash"],
-            views[1]["model_hash"],
-            "{}",
-            digests(&views[0])
-        );
+    // Round 0 had the member's moments on node 0; in the model round the
+    // silent member is missing and the two nodes' updates, each well inside
+    // the 20 s deadline, are the accepted set on both: the same model.
+    // (node 0 relayed the moments to node 1).
+    for v in &views {
+        assert_eq!(v["rounds"][0]["accepted"], 3, "{v}");
     }
+    for v in &views {
+        let last = &v["rounds"][1];
+        assert_eq!(last["accepted"], 2, "{v}");
+        assert_eq!(last["missing"], 1, "{v}");
+        assert_eq!(last["closed_by"], "deadline", "{v}");
+    }
+    assert_eq!(
+        views[0]["rounds"][1]["accepted_digest"],
+        views[1]["rounds"][1]["accepted_digest"]
+    );
+    assert_eq!(views[0]["model_hash"], views[1]["model_hash"]);
     // Node 2 is not a participant: it knows the campaign and only observes.
-    let observer = get(&http, format!("{}/v1/campaigns/{id}", base(&cluster, 2))).await;
-    if let Ok(v) = observer {
-        assert_eq!(v["state"], "observing");
-    }
+    let observer_url = format!("{}/v1/campaigns/{id}", base(&cluster, 2));
+    wait_until("the observer knows the campaign", START, POLL, async || {
+        Ok(get(&http, observer_url.clone()).await.is_ok())
+    })
+    .await?;
+    let observer = get(&http, observer_url).await?;
+    assert_eq!(observer["state"], "observing", "{observer}");
     Ok(())
 }
 

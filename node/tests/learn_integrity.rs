@@ -82,7 +82,8 @@ async fn concurrent_imports_and_trainings_lose_no_row_and_no_version() -> Result
         .map(|seed| {
             let http = http.clone();
             let url = format!("{base}/v1/models/latency/train");
-            let body = json!({"epochs": 2, "min_rows": 100, "activation_floor": -100.0, "seed": seed});
+            let body =
+                json!({"epochs": 2, "min_rows": 100, "activation_floor": -100.0, "seed": seed});
             tokio::spawn(async move { send(http.post(url).json(&body)).await })
         })
         .collect();

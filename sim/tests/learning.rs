@@ -30,9 +30,10 @@ aggregation = "median"
 round_deadline_s = 10
 rows_cap = 400
 start_at_s = 5
-# Three rounds on 400 rows per organisation: quality is checked on the
-# 50-organisation scenario; here the floor only catches a diverged model.
-pooled_score_floor = -1.0
+# Three rounds on 400 rows per organisation under attack: the model must
+# beat the pooled mean (R² 0) by a margin; seed 1 reaches 0.169. Quality
+# proper is checked on the 50-organisation scenario.
+pooled_score_floor = 0.1
 byzantine = { sign_flip = 1, scale = 1, nan = 1, forged = 1, tampered = 1, impostor = 1 }
 "#;
 
@@ -84,7 +85,8 @@ fn a_byzantine_campaign_completes_with_one_honest_model_and_every_sabotage_refus
     }
     assert!(l.sabotaged_messages > 0);
     assert!(l.bytes > 0 && report.traffic.by_kind.contains_key("learn"));
-    assert!(l.score.pooled > 0.0, "{:?}", l.score);
+    // Better than predicting the pooled mean by a margin (seed 1: 0.169).
+    assert!(l.score.pooled >= 0.1, "{:?}", l.score);
     for check in [
         "model-agreement",
         "sabotage-refused",

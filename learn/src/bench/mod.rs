@@ -231,7 +231,9 @@ impl Options {
         all.into_iter().filter(chosen).collect()
     }
 
-    fn campaign(&self, rule: Rule, track: bool) -> campaign::Settings {
+    /// The campaign settings of a run under `rule` (`track`: score the
+    /// model on held-out rows after every round).
+    pub fn campaign(&self, rule: Rule, track: bool) -> campaign::Settings {
         campaign::Settings {
             rounds: self.rounds,
             local_epochs: self.local_epochs,
