@@ -108,6 +108,12 @@
 //! - [`metrics`]: R², MAE, RMSE, [`metrics::Classification`], the mean and
 //!   last-value baselines, and drift ([`metrics::psi`],
 //!   [`metrics::DriftDetector`]).
+//! - [`scaffold`]: drift correction for non-IID members, SCAFFOLD-style
+//!   control variates in the space of weight displacements (not to be
+//!   confused with data drift, [`metrics::drift`]).
+//! - [`evaluate`]: scores of predictions and the baseline comparison of
+//!   custom training; [`worker`]: the protocol between a node and its
+//!   learning worker process.
 //! - [`plan`]: what a campaign's participants do in a round (the same
 //!   number of local steps, a decaying learning rate) and how round 0's
 //!   moments are pooled under FedAvg and under robust rules.
@@ -125,13 +131,13 @@ pub mod chunk;
 pub mod csv;
 pub mod dataset;
 pub mod digest;
-pub mod drift;
 pub mod evaluate;
 pub mod init;
 mod kernel;
 pub mod metrics;
 pub mod plan;
 pub mod round;
+pub mod scaffold;
 pub mod schema;
 pub mod synth;
 pub mod table;

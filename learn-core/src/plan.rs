@@ -43,7 +43,7 @@ pub const DEFAULT_BATCH_SIZE: u32 = 64;
 /// A campaign's round-1 learning rate when its declaration names none, for
 /// the participants' Adam on standardised data
 /// (`mc_learn::federated::LOCAL_OPTIMISER`). On `mc-learn bench federated`
-/// (seed 1, FedAvg with drift correction at `drift::STRENGTH` 0.5, 60
+/// (seed 1, FedAvg with drift correction at `scaffold::STRENGTH` 0.5, 60
 /// rounds, the built-in models' log-scale features), mean held-out R²
 /// (MAE) by local epochs and rate: 4 at 0.002, the previous defaults,
 /// 0.936 (13.5); 8 at 0.002, 0.954 (11.8); **16 at 0.001, 0.973 (8.9)**;

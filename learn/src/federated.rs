@@ -26,7 +26,7 @@ pub const LOCAL_OPTIMISER: Optimiser = Optimiser::Adam;
 /// Trains the global model `global_flat` on `data` as `plan` says (its
 /// steps, batch size and learning rate; `seed` orders the minibatches),
 /// adding `correction` to the weights after every step when there is one
-/// ([`mc_learn_core::drift`]), and returns the new flat weights and the
+/// ([`mc_learn_core::scaffold`]), and returns the new flat weights and the
 /// number of rows trained on.
 #[allow(clippy::too_many_arguments)]
 pub fn local_update(

@@ -325,7 +325,7 @@ impl Model {
     ///
     /// With a `correction` (flat, [`Model::num_params`] long), it is added
     /// to the weights after every optimiser step: the drift correction of
-    /// [`mc_learn_core::drift`].
+    /// [`mc_learn_core::scaffold`].
     pub fn train_steps(
         &mut self,
         data: &Dataset,

@@ -283,7 +283,7 @@ struct CampaignBody {
     /// Learning rate of round 1, in (0, 10] (default `DEFAULT_CAMPAIGN_LR`).
     learning_rate: Option<f64>,
     /// Correct client drift with control variates (default
-    /// `mc_learn_core::drift::default_for`: on under FedAvg and Multi-Krum).
+    /// `mc_learn_core::scaffold::default_for`: on under FedAvg and Multi-Krum).
     drift_correction: Option<bool>,
 }
 

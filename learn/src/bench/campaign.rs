@@ -37,11 +37,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mc_learn_core::aggregate::Rule;
-use mc_learn_core::drift::ControlVariates;
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::init::init_weights;
 use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
 use mc_learn_core::round::{Collector, Config as RoundConfig, NormBound, Rejection};
+use mc_learn_core::scaffold::ControlVariates;
 use mc_learn_core::{AuthorKey, CampaignId, ModelSchema, model_hash, update};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
@@ -73,7 +73,7 @@ pub struct Settings {
     pub train: TrainConfig,
     /// The aggregation rule of the model rounds.
     pub rule: Rule,
-    /// Correct client drift with control variates ([`mc_learn_core::drift`]).
+    /// Correct client drift with control variates ([`mc_learn_core::scaffold`]).
     pub drift_correction: bool,
     /// Byzantine participants train without the drift correction the
     /// protocol gives them (they then corrupt that uncorrected update), so

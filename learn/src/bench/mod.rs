@@ -125,7 +125,7 @@ pub struct Options {
     pub rule: Rule,
     /// Correct client drift with control variates in every federated run;
     /// `None` for each rule's campaign default
-    /// ([`mc_learn_core::drift::default_for`]).
+    /// ([`mc_learn_core::scaffold::default_for`]).
     pub drift_correction: Option<bool>,
     /// Byzantine participants skip the drift correction they are given
     /// ([`campaign::Settings::byzantine_skip_correction`]).
@@ -246,7 +246,7 @@ impl Options {
             rule,
             drift_correction: self
                 .drift_correction
-                .unwrap_or(mc_learn_core::drift::default_for(rule)),
+                .unwrap_or(mc_learn_core::scaffold::default_for(rule)),
             byzantine_skip_correction: self.byzantine_skip_correction,
             max_update_norm: self.max_update_norm,
             seed: self.seed,
@@ -327,7 +327,7 @@ pub enum BenchError {
     Aggregate(#[from] AggregateError),
     /// Control variates could not be updated.
     #[error(transparent)]
-    Drift(#[from] mc_learn_core::drift::DriftError),
+    Drift(#[from] mc_learn_core::scaffold::DriftError),
     /// The pooled moments make no normaliser.
     #[error("pooled moments: {0}")]
     Moments(String),
@@ -793,7 +793,7 @@ fn on_off(drift_correction: Option<bool>, rule: Rule) -> &'static str {
     match drift_correction {
         Some(true) => "on",
         Some(false) => "off",
-        None if mc_learn_core::drift::default_for(rule) => "on (the rule's default)",
+        None if mc_learn_core::scaffold::default_for(rule) => "on (the rule's default)",
         None => "off (the rule's default)",
     }
 }

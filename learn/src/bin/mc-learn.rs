@@ -73,7 +73,7 @@ struct FederatedArgs {
     #[arg(long, default_value = "fedavg")]
     rule: Rule,
     /// Correct client drift with control variates (SCAFFOLD-style, in
-    /// displacement space; see `mc_learn_core::drift`): true or false
+    /// displacement space; see `mc_learn_core::scaffold`): true or false
     /// (default: a campaign's, on under fedavg and off under a robust rule).
     #[arg(long)]
     drift_correction: Option<bool>,

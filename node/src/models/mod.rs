@@ -19,20 +19,19 @@
 //! - `active/<model>`: the version in use.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use mc_learn_core::csv::{CsvLimits, parse_csv};
-use mc_learn_core::evaluate::{self as scores, DEFAULT_MIN_ROWS, DEFAULT_TRAIN_FRACTION};
-use mc_learn_core::metrics::{DriftConfig, DriftDetector, DriftReport};
+use mc_learn_core::evaluate::{DEFAULT_MIN_ROWS, DEFAULT_TRAIN_FRACTION};
 use mc_learn_core::plan::moments_vector;
 use mc_learn_core::schema::{self, ModelSchema};
 use mc_learn_core::worker::{Failure, Job, JsonText, Reply, TrainReportKind};
-use mc_learn_core::{Dataset, Evaluation, Scores, Task};
+use mc_learn_core::{Dataset, Task};
 
 use mc_core::{FinishedModel, TrainJob, TrainKind};
 
 use crate::worker::{Worker, WorkerStatus};
 
+mod assess;
 mod views;
 
 pub use views::{
@@ -201,56 +200,6 @@ impl ModelRegistry {
             }
         }
         Ok(report)
-    }
-
-    /// Drift of the rows imported since the active version was trained.
-    fn drift(&self, name: &str, data: &Dataset) -> Result<Option<DriftReport>, LearnApiError> {
-        let Some((meta, weights)) = self.active_version(name)? else {
-            return Ok(None);
-        };
-        let cut = meta.rows_at_training.min(data.len());
-        if cut == 0 || cut == data.len() {
-            return Ok(None);
-        }
-        let reference = data.slice(0..cut);
-        let incoming = data.slice(cut..data.len());
-        let Reply::Assessed { predictions, .. } = self.work(&Job::Assess {
-            schema: JsonText::encode(&self.schema(name)?),
-            weights,
-            evaluate: None,
-            predict: vec![reference.clone(), incoming.clone()],
-        })?
-        else {
-            return Err(unexpected("assess"));
-        };
-        let [reference_p, incoming_p] = <[Vec<f32>; 2]>::try_from(predictions)
-            .map_err(|_| model_err("the worker answered the wrong number of predictions"))?;
-        let residuals = |d: &Dataset, p: &[f32]| -> Vec<f32> {
-            p.iter().zip(&d.y).map(|(p, y)| y - p).collect()
-        };
-        let (reference_r, incoming_r) = (
-            residuals(&reference, &reference_p),
-            residuals(&incoming, &incoming_p),
-        );
-        // Calendar columns always look shifted over a short window.
-        let config = DriftConfig {
-            ignored_features: vec!["hour_of_day".into(), "day_of_week".into()],
-            ..DriftConfig::default()
-        };
-        let detector = match DriftDetector::fit_with(config, &reference, &reference_r) {
-            Ok(d) => d,
-            Err(error) => {
-                tracing::debug!(model = name, %error, "no drift check");
-                return Ok(None);
-            }
-        };
-        match detector.check(&incoming, &incoming_r) {
-            Ok(report) => Ok(Some(report)),
-            Err(error) => {
-                tracing::debug!(model = name, %error, "no drift check");
-                Ok(None)
-            }
-        }
     }
 
     /// Custom training on the node's data (seed 27.1).
@@ -467,72 +416,6 @@ impl ModelRegistry {
             None => return Ok(None),
         };
         Ok(Some((meta, self.weights(name)?)))
-    }
-
-    /// Performance of the active version (seed 27.4).
-    pub fn performance(&self, name: &str) -> Result<Performance, LearnApiError> {
-        let schema = self.schema(name)?;
-        let (meta, weights) = self
-            .active_version(name)?
-            .ok_or_else(|| LearnApiError::NoVersion(name.to_string()))?;
-        let data = self
-            .dataset(name)?
-            .ok_or_else(|| LearnApiError::NoData(name.to_string()))?;
-        let (train, test) = data.split_time(DEFAULT_TRAIN_FRACTION);
-        if test.is_empty() || train.is_empty() {
-            return Err(LearnApiError::NoData(name.to_string()));
-        }
-        let Reply::Assessed {
-            evaluation: Some(evaluation),
-            evaluate_nanos,
-            ..
-        } = self.work(&Job::Assess {
-            schema: JsonText::encode(&schema),
-            weights,
-            evaluate: Some(test.clone()),
-            predict: Vec::new(),
-        })?
-        else {
-            return Err(unexpected("assess"));
-        };
-        let evaluation: Evaluation = evaluation.decode().map_err(model_err)?;
-        let elapsed = Duration::from_nanos(evaluate_nanos);
-        let comparison = scores::compare(schema.task, &train, &test, evaluation.score());
-        let current = comparison.custom_score;
-        let baseline = comparison.baseline_score;
-        let drift = self.drift(name, &data)?;
-        let (accuracy, precision, recall, f1) = match evaluation.scores {
-            Scores::Regression { r2, .. } => (r2, None, None, None),
-            Scores::Classification {
-                accuracy,
-                precision,
-                recall,
-                f1,
-            } => (accuracy, Some(precision), Some(recall), Some(f1)),
-        };
-        Ok(Performance {
-            model: name.to_string(),
-            version: meta.version,
-            source: meta.source,
-            accuracy,
-            evaluation,
-            inference_latency_ms: elapsed.as_secs_f64() * 1e3 / test.len().max(1) as f64,
-            baseline_comparison: BaselineComparisonView {
-                current,
-                baseline,
-                improvement_percent: (baseline != 0.0)
-                    .then(|| (current - baseline) / baseline.abs() * 100.0),
-            },
-            drift: DriftView {
-                detected: drift.as_ref().is_some_and(|d| d.detected),
-                score: drift.as_ref().map_or(0.0, |d| d.score),
-                incoming_rows: data.len() - meta.rows_at_training.min(data.len()),
-                report: drift,
-            },
-            precision,
-            recall,
-            f1,
-        })
     }
 
     /// Runs one campaign job on local data: the moments vector (round 0)

@@ -128,7 +128,7 @@ pub struct Config {
     #[serde(default)]
     pub learning_rate: Option<f64>,
     /// Whether the campaign corrects client drift (default: the core's
-    /// `mc_learn_core::drift::default_for`: on under FedAvg and Multi-Krum).
+    /// `mc_learn_core::scaffold::default_for`: on under FedAvg and Multi-Krum).
     #[serde(default)]
     pub drift_correction: Option<bool>,
     /// Fixed part of a local job's simulated duration.
