@@ -190,8 +190,14 @@ impl Worker {
                 continue;
             };
             shared.busy.store(true, Ordering::Relaxed);
+            let started = Instant::now();
             let answer = exchange(running, job);
             shared.busy.store(false, Ordering::Relaxed);
+            tracing::debug!(
+                job = job.kind(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "learning job answered"
+            );
             match answer {
                 Ok(reply) => {
                     state.last_used = Instant::now();

@@ -37,6 +37,7 @@
 //! - `main.rs` — the thin clap front end of the `mc-testnet` binary.
 
 pub mod bench;
+pub mod campaign;
 pub mod client;
 pub mod cluster;
 pub mod launch;

@@ -22,7 +22,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use mc_testnet::ClusterOptions;
 use mc_testnet::bench::{self, BenchOptions};
-use mc_testnet::load;
+use mc_testnet::{campaign, load};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +101,54 @@ enum Bench {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// A federated campaign on real nodes: wall time from creation to the
+    /// last node's completion, round times, one model, RSS.
+    Campaign {
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        #[arg(long, default_value_t = 40)]
+        rounds: u32,
+        #[arg(long, default_value_t = 5)]
+        local_epochs: u32,
+        #[arg(long, default_value_t = 16)]
+        batch_size: u32,
+        #[arg(long, default_value_t = 0.001)]
+        learning_rate: f64,
+        /// fedavg, median, trimmed-mean or multi-krum.
+        #[arg(long, default_value = "fedavg")]
+        aggregation: String,
+        /// on or off; the rule's default when absent.
+        #[arg(long)]
+        drift_correction: Option<OnOff>,
+        /// Hidden layers of the synthetic model, e.g. 32,32.
+        #[arg(long, value_delimiter = ',', default_value = "32,32")]
+        hidden: Vec<u32>,
+        /// Synthetic rows per node (at most).
+        #[arg(long, default_value_t = 400)]
+        rows: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One CSV per node plus schema.json, instead of synthetic data.
+        #[arg(long)]
+        csv_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 60.0)]
+        round_deadline_s: f64,
+        /// Limit (seconds) for connecting and for the whole campaign.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// Options passed through to every node.
@@ -185,6 +233,46 @@ async fn main() -> Result<()> {
             };
             let report = load::run(opts).await?;
             print!("{}", load::render(&report));
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Campaign {
+                    nodes,
+                    rounds,
+                    local_epochs,
+                    batch_size,
+                    learning_rate,
+                    aggregation,
+                    drift_correction,
+                    hidden,
+                    rows,
+                    seed,
+                    csv_dir,
+                    round_deadline_s,
+                    timeout_s,
+                    json,
+                    node,
+                },
+        } => {
+            let opts = campaign::CampaignOptions {
+                cluster: node.cluster(nodes),
+                rounds,
+                local_epochs,
+                batch_size,
+                learning_rate,
+                aggregation,
+                drift_correction: drift_correction.map(|d| matches!(d, OnOff::On)),
+                hidden,
+                rows,
+                seed,
+                csv_dir,
+                round_deadline_s,
+                timeout: Duration::from_secs(timeout_s),
+                json_path: json,
+            };
+            let report = campaign::run(opts).await?;
+            print!("{}", campaign::render(&report));
             Ok(())
         }
     }
