@@ -211,7 +211,7 @@ pub async fn run(opts: CampaignOptions) -> Result<CampaignReport> {
     // Node 0's view every POLL (the others only once node 0 completed) and
     // RSS every tenth: the bench's own requests must not load the nodes.
     let wall = loop {
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             for (i, base) in bases.iter().enumerate() {
                 let worker = get(&http, format!("{base}/v1/learn/worker")).await?;
                 peak_worker[i] = peak_worker[i].max(worker["rss_bytes"].as_u64().unwrap_or(0));
