@@ -50,10 +50,10 @@ fi
 if ! "$venv/bin/python" -c "
 import importlib.metadata as m, torch
 assert torch.__version__.startswith('$torch_version')
-for p in ('safetensors', 'numpy', 'scikit-learn'): m.version(p)
+for p in ('safetensors', 'numpy', 'scikit-learn', 'vega_datasets'): m.version(p)
 " >/dev/null 2>&1; then
-  echo "setup: installing torch==$torch_version safetensors numpy scikit-learn into $venv (downloads ~4.7 GB)"
-  "$venv/bin/python" -m pip install --quiet "torch==$torch_version" safetensors numpy scikit-learn
+  echo "setup: installing torch==$torch_version safetensors numpy scikit-learn vega_datasets into $venv (downloads ~4.7 GB)"
+  "$venv/bin/python" -m pip install --quiet "torch==$torch_version" safetensors numpy scikit-learn vega_datasets
 fi
 torch_dir=$("$venv/bin/python" -c 'import importlib.util; print(importlib.util.find_spec("torch").submodule_search_locations[0])')
 for link in .venv .libtorch; do

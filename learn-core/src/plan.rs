@@ -57,7 +57,8 @@ pub const DEFAULT_LEARNING_RATE: f64 = 0.001;
 /// command line names none; see [`DEFAULT_LEARNING_RATE`].
 pub const DEFAULT_LOCAL_EPOCHS: u32 = 16;
 
-/// The learning rate of the last round, as a fraction of the first's.
+/// The learning rate of the last round, as a fraction of the first's, of a
+/// campaign declared before the fraction was a setting.
 pub const FINAL_RATE_FRACTION: f64 = 0.1;
 
 /// Most local steps a round may ask for (a bound against absurd settings).
@@ -74,6 +75,9 @@ pub struct LocalTraining {
     pub learning_rate: f64,
     /// Model rounds in the campaign.
     pub rounds: u32,
+    /// The last round's learning rate as a fraction of round 1's (1 for a
+    /// constant rate).
+    pub final_rate_fraction: f64,
 }
 
 /// One participant's work in one model round.
@@ -108,7 +112,7 @@ impl LocalTraining {
     }
 
     /// The learning rate of model round `round` (1-based): a cosine from
-    /// the campaign's rate down to [`FINAL_RATE_FRACTION`] of it.
+    /// the campaign's rate down to `final_rate_fraction` of it.
     pub fn rate(&self, round: u32) -> f64 {
         let progress = if self.rounds <= 1 {
             0.0
@@ -116,7 +120,8 @@ impl LocalTraining {
             f64::from(round.clamp(1, self.rounds) - 1) / f64::from(self.rounds - 1)
         };
         let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-        self.learning_rate * (FINAL_RATE_FRACTION + (1.0 - FINAL_RATE_FRACTION) * cosine)
+        let last = self.final_rate_fraction;
+        self.learning_rate * (last + (1.0 - last) * cosine)
     }
 
     /// The plan of model round `round`.
@@ -232,6 +237,7 @@ mod tests {
             batch_size: 64,
             learning_rate: 1e-2,
             rounds,
+            final_rate_fraction: FINAL_RATE_FRACTION,
         }
     }
 

@@ -203,6 +203,7 @@ fn federated_model_is_independent_of_offer_order_and_threads() {
                 // depend on arrival order or thread count.
                 drift_correction: true,
                 byzantine_skip_correction: false,
+                final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
                 max_update_norm: 1_000.0,
                 seed: 5,
                 offer_order,
@@ -238,6 +239,7 @@ fn settings(rounds: u32, rule: Rule, drift_correction: bool) -> campaign::Settin
         rule,
         drift_correction,
         byzantine_skip_correction: false,
+        final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
         max_update_norm: f64::MAX,
         seed: 5,
         offer_order: campaign::OfferOrder::Forward,

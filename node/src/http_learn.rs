@@ -285,6 +285,9 @@ struct CampaignBody {
     /// Correct client drift with control variates (default
     /// `mc_learn_core::scaffold::default_for`: on under FedAvg and Multi-Krum).
     drift_correction: Option<bool>,
+    /// The last round's learning rate as a fraction of round 1's, in (0, 1]
+    /// (default `DEFAULT_FINAL_RATE_FRACTION`; 1 keeps the rate constant).
+    final_rate_fraction: Option<f64>,
 }
 
 /// The ed25519 key a peer id names (libp2p inlines small keys in the id).
@@ -329,6 +332,7 @@ async fn create_campaign(
         batch_size: body.batch_size,
         learning_rate: body.learning_rate,
         drift_correction: body.drift_correction,
+        final_rate_fraction: body.final_rate_fraction,
         participants,
         aggregation,
         round_deadline_s: body.round_deadline_s,

@@ -75,11 +75,11 @@ pub use catch_up::{CatchUpRecord, MAX_STATE_BYTES, quorum};
 pub use job::{FinishedModel, TrainJob, TrainKind, TrainResult};
 use run::{Run, round_config};
 use snapshot::{SavedControls, Snapshot};
-use spec::check_local_training;
 pub use spec::{
     CampaignRequest, CampaignSpec, ModelDigest, Participant, check_learning_rate,
     parse_campaign_id, parse_key,
 };
+use spec::{check_final_rate_fraction, check_local_training};
 pub use view::{CampaignState, CampaignView, LearnError, RoundRecord};
 
 /// Knowledge-document prefix of campaign declarations.
@@ -95,6 +95,9 @@ pub const DEFAULT_CAMPAIGN_BATCH: u32 = mc_learn_core::plan::DEFAULT_BATCH_SIZE;
 /// Default learning rate of a campaign's first model round (see
 /// [`mc_learn_core::plan::DEFAULT_LEARNING_RATE`] for how it was chosen).
 pub const DEFAULT_CAMPAIGN_LR: f64 = mc_learn_core::plan::DEFAULT_LEARNING_RATE;
+/// The last round's learning rate as a fraction of round 1's, when a
+/// request names none.
+pub const DEFAULT_FINAL_RATE_FRACTION: f64 = mc_learn_core::plan::FINAL_RATE_FRACTION;
 /// Largest batch size a campaign may ask for.
 pub const MAX_CAMPAIGN_BATCH: u32 = 65_536;
 /// Largest learning rate a campaign may ask for.
@@ -228,6 +231,10 @@ impl Learning {
         let batch_size = request.batch_size.unwrap_or(DEFAULT_CAMPAIGN_BATCH);
         let learning_rate = request.learning_rate.unwrap_or(DEFAULT_CAMPAIGN_LR);
         check_local_training(batch_size, learning_rate).map_err(LearnError::Invalid)?;
+        let final_rate_fraction = request
+            .final_rate_fraction
+            .unwrap_or(DEFAULT_FINAL_RATE_FRACTION);
+        check_final_rate_fraction(final_rate_fraction).map_err(LearnError::Invalid)?;
         let max_update_norm = request.max_update_norm.unwrap_or(DEFAULT_MAX_UPDATE_NORM);
         if !(max_update_norm.is_finite() && max_update_norm > 0.0) {
             return Err(LearnError::Invalid(
@@ -245,6 +252,7 @@ impl Learning {
             drift_correction: request
                 .drift_correction
                 .unwrap_or(mc_learn_core::scaffold::default_for(request.aggregation)),
+            final_rate_fraction,
             participants,
             aggregation: request.aggregation,
             round_deadline_s: request.round_deadline_s,
@@ -272,7 +280,9 @@ impl Learning {
             if self.runs.contains_key(&id) || self.observed.contains_key(&id) {
                 continue;
             }
-            if let Err(error) = check_local_training(spec.batch_size, spec.learning_rate) {
+            if let Err(error) = check_local_training(spec.batch_size, spec.learning_rate)
+                .and_then(|()| check_final_rate_fraction(spec.final_rate_fraction))
+            {
                 tracing::warn!(campaign = %id, %error, "not joining a campaign with bad training settings");
                 self.observed.insert(id, spec);
                 continue;

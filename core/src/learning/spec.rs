@@ -35,6 +35,11 @@ pub struct CampaignSpec {
     /// ([`mc_learn_core::scaffold`]); absent in older declarations: off.
     #[serde(default)]
     pub drift_correction: bool,
+    /// The last round's learning rate as a fraction of round 1's, on a
+    /// cosine (absent in older declarations:
+    /// [`mc_learn_core::plan::FINAL_RATE_FRACTION`]).
+    #[serde(default = "legacy_final_rate_fraction")]
+    pub final_rate_fraction: f64,
     /// Who takes part.
     pub participants: Vec<Participant>,
     /// The aggregation rule (`fedavg`, `median`, `trimmed-mean:0.2`,
@@ -69,6 +74,9 @@ pub struct CampaignRequest {
     /// Drift correction; `None` for the rule's default
     /// ([`mc_learn_core::scaffold::default_for`]: on under FedAvg and Multi-Krum).
     pub drift_correction: Option<bool>,
+    /// The last round's learning rate as a fraction of round 1's; `None`
+    /// for [`DEFAULT_FINAL_RATE_FRACTION`].
+    pub final_rate_fraction: Option<f64>,
     /// Participants with their keys.
     pub participants: Vec<Participant>,
     /// The aggregation rule.
@@ -87,6 +95,20 @@ pub(super) fn default_batch_size() -> u32 {
 
 pub(super) fn default_learning_rate() -> f64 {
     DEFAULT_CAMPAIGN_LR
+}
+
+pub(super) fn legacy_final_rate_fraction() -> f64 {
+    mc_learn_core::plan::FINAL_RATE_FRACTION
+}
+
+/// Checks a final-rate fraction: a number in (0, 1].
+pub(super) fn check_final_rate_fraction(fraction: f64) -> Result<(), String> {
+    if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+        return Err(format!(
+            "final_rate_fraction must be a number in (0, 1], not {fraction}"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a campaign's local-training settings.
@@ -118,6 +140,7 @@ impl CampaignSpec {
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
             rounds: self.rounds,
+            final_rate_fraction: self.final_rate_fraction,
         }
     }
 }

@@ -551,6 +551,7 @@ impl Net {
             batch_size: None,
             learning_rate: None,
             drift_correction: None,
+            final_rate_fraction: None,
             participants,
             aggregation: rule,
             round_deadline_s: 5.0,

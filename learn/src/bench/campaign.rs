@@ -81,6 +81,9 @@ pub struct Settings {
     pub byzantine_skip_correction: bool,
     /// Bound on `‖update − base‖₂` in the model rounds.
     pub max_update_norm: f64,
+    /// The last round's learning rate as a fraction of round 1's
+    /// ([`LocalTraining::final_rate_fraction`]).
+    pub final_rate_fraction: f64,
     /// The campaign seed: initial weights, local shuffling and the
     /// participants' keys.
     pub seed: u64,
@@ -255,6 +258,7 @@ pub fn run(
         batch_size: settings.train.batch_size as u32,
         learning_rate: settings.train.learning_rate,
         rounds: settings.rounds,
+        final_rate_fraction: settings.final_rate_fraction,
     };
     let normaliser =
         federated::normaliser_from_moments(schema, &moments).map_err(BenchError::Moments)?;

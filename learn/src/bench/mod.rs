@@ -130,6 +130,9 @@ pub struct Options {
     /// Byzantine participants skip the drift correction they are given
     /// ([`campaign::Settings::byzantine_skip_correction`]).
     pub byzantine_skip_correction: bool,
+    /// The last round's learning rate as a fraction of round 1's (a
+    /// campaign's `final_rate_fraction`).
+    pub final_rate_fraction: f64,
     /// Bound on `‖update − base‖₂`.
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
@@ -182,6 +185,7 @@ impl Default for Options {
             rule: Rule::FedAvg,
             drift_correction: None,
             byzantine_skip_correction: false,
+            final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
             save_federated: None,
@@ -248,6 +252,7 @@ impl Options {
                 .drift_correction
                 .unwrap_or(mc_learn_core::scaffold::default_for(rule)),
             byzantine_skip_correction: self.byzantine_skip_correction,
+            final_rate_fraction: self.final_rate_fraction,
             max_update_norm: self.max_update_norm,
             seed: self.seed,
             offer_order: self.offer_order,

@@ -77,6 +77,10 @@ struct FederatedArgs {
     /// (default: a campaign's, on under fedavg and off under a robust rule).
     #[arg(long)]
     drift_correction: Option<bool>,
+    /// The last round's learning rate as a fraction of round 1's (1 keeps
+    /// it constant).
+    #[arg(long, default_value_t = Options::default().final_rate_fraction)]
+    final_rate_fraction: f64,
     /// Epochs of the local-only and central models.
     #[arg(long, default_value_t = Options::default().baseline_epochs)]
     baseline_epochs: usize,
@@ -187,6 +191,7 @@ fn federated(a: FederatedArgs) -> Result<()> {
         federated_from: a.federated_from,
         byzantine_rule_names: a.byzantine_rules,
         byzantine_skip_correction: a.byzantine_skip_correction,
+        final_rate_fraction: a.final_rate_fraction,
         flip_scale: a.flip_scale,
         scale_factor: a.scale_factor,
         offer_order: match a.offer_order {

@@ -195,6 +195,7 @@ impl Simulation {
             batch_size: c.batch_size,
             learning_rate: c.learning_rate,
             drift_correction: c.drift_correction,
+            final_rate_fraction: c.final_rate_fraction,
             participants,
             aggregation: c.aggregation,
             round_deadline_s: c.round_deadline_s,

@@ -131,6 +131,10 @@ pub struct Config {
     /// `mc_learn_core::scaffold::default_for`: on under FedAvg and Multi-Krum).
     #[serde(default)]
     pub drift_correction: Option<bool>,
+    /// The last round's learning rate as a fraction of round 1's (default:
+    /// the core's `DEFAULT_FINAL_RATE_FRACTION`).
+    #[serde(default)]
+    pub final_rate_fraction: Option<f64>,
     /// Fixed part of a local job's simulated duration.
     #[serde(default = "default_compute_ms")]
     pub compute_ms: f64,

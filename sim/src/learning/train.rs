@@ -199,6 +199,7 @@ mod tests {
             batch_size: DEFAULT_CAMPAIGN_BATCH,
             learning_rate: DEFAULT_CAMPAIGN_LR,
             rounds: c.rounds,
+            final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
         }
         .plan(240, 1);
         assert_eq!(plan.steps, 8);

@@ -20,6 +20,7 @@ fn request(rule: Rule) -> CampaignRequest {
         batch_size: Some(64),
         learning_rate: Some(0.01),
         drift_correction: Some(false),
+        final_rate_fraction: None,
         participants: (0..3)
             .map(|i| Participant {
                 node: format!("n{i}"),
@@ -205,7 +206,9 @@ fn declarations_without_training_settings_take_the_defaults() {
     assert!(fields.remove("batch_size").is_some());
     assert!(fields.remove("learning_rate").is_some());
     assert!(fields.remove("drift_correction").is_some());
+    assert!(fields.remove("final_rate_fraction").is_some());
     let older: CampaignSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(older.final_rate_fraction, FINAL_RATE_FRACTION);
     assert_eq!(older.batch_size, DEFAULT_CAMPAIGN_BATCH);
     assert_eq!(older.learning_rate, DEFAULT_CAMPAIGN_LR);
     // Campaigns declared before drift correction existed keep training
@@ -222,6 +225,7 @@ fn declarations_without_training_settings_take_the_defaults() {
     let (_, spec) = learning.declare(unset, &NodeId::new("n0"), 0, 1).unwrap();
     assert_eq!(spec.batch_size, DEFAULT_CAMPAIGN_BATCH);
     assert_eq!(spec.learning_rate, DEFAULT_CAMPAIGN_LR);
+    assert_eq!(spec.final_rate_fraction, DEFAULT_FINAL_RATE_FRACTION);
     assert!(spec.drift_correction, "on under FedAvg");
     let mut robust = request(Rule::Median);
     robust.drift_correction = None;

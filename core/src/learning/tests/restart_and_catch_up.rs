@@ -26,6 +26,22 @@ fn bad_training_settings_are_refused() {
         );
     }
     assert!(declare(Some(MAX_CAMPAIGN_BATCH), Some(MAX_CAMPAIGN_LR)).is_ok());
+    for fraction in [0.0, -0.5, 1.01, f64::NAN] {
+        let mut r = request(Rule::FedAvg);
+        r.final_rate_fraction = Some(fraction);
+        let error = learning.declare(r, &NodeId::new("n0"), 0, 1).unwrap_err();
+        assert!(
+            matches!(&error, LearnError::Invalid(m) if m.contains("final_rate_fraction")),
+            "{error}"
+        );
+    }
+    let mut constant = request(Rule::FedAvg);
+    constant.final_rate_fraction = Some(1.0);
+    let (_, spec) = learning
+        .declare(constant, &NodeId::new("n0"), 0, 1)
+        .unwrap();
+    let training = spec.local_training();
+    assert_eq!(training.rate(1), training.rate(ROUNDS));
 
     // A declaration that reaches the document with bad settings anyway
     // (another implementation, a hand-written entry) is only observed.
