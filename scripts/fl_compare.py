@@ -67,7 +67,7 @@ def auto_mpg():
 def seattle_weather():
     from vega_datasets import local_data
     d = local_data.seattle_weather()
-    day = d["date"].dt.dayofyear.to_numpy(float)
+    day = d["date"].dt.day_of_year.to_numpy(float)
     x = np.column_stack([d["temp_min"], d["precipitation"], d["wind"],
                          np.sin(2 * math.pi * day / 365.25), np.cos(2 * math.pi * day / 365.25)])
     return dict(name="seattle_weather", task="regression", x=x.astype(float),

@@ -105,7 +105,7 @@ pub struct DocumentInfo {
 }
 
 /// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
     /// No entry has this key.
     #[error("no entry with key {0:?}")]

@@ -136,8 +136,12 @@ impl From<ApiError> for HttpError {
             ApiError::Learn(LearnError::WrongCampaign { .. }) => {
                 Self::new(StatusCode::BAD_REQUEST, "campaign_mismatch", detail)
             }
-            ApiError::Learn(LearnError::Rejected(_)) => {
+            ApiError::Learn(LearnError::Rejected(rejection)) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "update_rejected", detail)
+                    .with_errors(serde_json::json!([{ "reason": rejection.name() }]))
+            }
+            ApiError::Learn(LearnError::StateRefused(_)) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "state_refused", detail)
             }
         }
     }

@@ -277,6 +277,7 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
             .contains("not a participant"),
         "{answer}"
     );
+    assert_eq!(answer["errors"][0]["reason"], "not_participant", "{answer}");
 
     // A member's update whose weights were changed after signing.
     let mut tampered =

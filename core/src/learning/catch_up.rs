@@ -392,7 +392,7 @@ impl Learning {
             .as_ref()
             .is_none_or(|p| !p.asked.contains(from))
         {
-            return Err(LearnError::Rejected(
+            return Err(LearnError::StateRefused(
                 "a campaign state this node did not ask for".into(),
             ));
         }
@@ -410,13 +410,13 @@ impl Learning {
         let hash = model_hash(&state.global);
         let quorum = quorum(run.keys.len());
         if state.round < run.round || run.catch_up.attested(state.round, hash, quorum).is_none() {
-            return Err(LearnError::Rejected(format!(
+            return Err(LearnError::StateRefused(format!(
                 "campaign state for round {} with model {hash}, which no majority of members signed updates on",
                 state.round
             )));
         }
         run.adopt(state, from, now, &me, fx)
-            .map_err(LearnError::Rejected)?;
+            .map_err(LearnError::StateRefused)?;
         self.maybe_close(id, now, fx);
         Ok(())
     }

@@ -80,7 +80,7 @@ pub use spec::{
     parse_campaign_id, parse_key,
 };
 use spec::{check_final_rate_fraction, check_local_training};
-pub use view::{CampaignState, CampaignView, LearnError, RoundRecord};
+pub use view::{CampaignState, CampaignView, ClosedBy, LearnError, RoundRecord};
 
 /// Knowledge-document prefix of campaign declarations.
 pub const CAMPAIGN_PREFIX: &str = "campaigns/";
@@ -436,7 +436,7 @@ impl Learning {
                 }
                 run.collector
                     .offer_evidence(evidence)
-                    .map_err(|r| LearnError::Rejected(r.to_string()))?;
+                    .map_err(LearnError::Rejected)?;
                 run.evidence.insert(evidence.author(), evidence);
                 self.maybe_close(CampaignId(campaign), now, fx);
                 Ok(())
@@ -485,9 +485,8 @@ impl Learning {
                 return Ok(()); // kept for when this node gets there
             }
             run.count(&Rejection::WrongBase);
-            return Err(LearnError::Rejected(
-                "update on another base than this node's; noted for catch-up".into(),
-            ));
+            // Noted for catch-up (the sighting above).
+            return Err(LearnError::Rejected(Rejection::WrongBase));
         }
         if !run.completed && round == run.round + 1 {
             // A faster peer is already in the next round: keep its update
@@ -503,15 +502,12 @@ impl Learning {
             return Ok(());
         }
         if run.completed || round != run.round {
-            run.count(&Rejection::WrongRound {
+            let rejection = Rejection::WrongRound {
                 expected: run.round,
                 got: round,
-            });
-            return Err(LearnError::Rejected(format!(
-                "update for round {round}, this node is at round {}{}",
-                run.round,
-                if run.completed { " (completed)" } else { "" }
-            )));
+            };
+            run.count(&rejection);
+            return Err(LearnError::Rejected(rejection));
         }
         match run.collector.offer(update) {
             Ok(_) => {
@@ -537,7 +533,7 @@ impl Learning {
                     }
                     self.maybe_close(id, now, fx);
                 }
-                Err(LearnError::Rejected(rejection.to_string()))
+                Err(LearnError::Rejected(rejection))
             }
         }
     }

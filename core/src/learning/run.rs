@@ -64,22 +64,10 @@ impl Run {
     }
 
     pub(super) fn count(&mut self, rejection: &Rejection) {
-        let name = match rejection {
-            Rejection::NotParticipant => "not_participant",
-            Rejection::WrongCampaign => "wrong_campaign",
-            Rejection::WrongRound { .. } => "wrong_round",
-            Rejection::WrongBase => "wrong_base",
-            Rejection::WrongShape { .. } => "wrong_shape",
-            Rejection::BadSignature => "bad_signature",
-            Rejection::WeightsMismatch => "weights_mismatch",
-            Rejection::Excluded => "excluded",
-            Rejection::Duplicate => "duplicate",
-            Rejection::Equivocation => "equivocation",
-            Rejection::NonFinite => "non_finite",
-            Rejection::NormTooLarge { .. } => "norm_too_large",
-            Rejection::NotEquivocation => "not_equivocation",
-        };
-        *self.rejections.entry(name.to_string()).or_default() += 1;
+        *self
+            .rejections
+            .entry(rejection.name().to_string())
+            .or_default() += 1;
     }
 
     /// Our update for the current round, in chunks, for every other
@@ -156,7 +144,11 @@ impl Run {
             excluded: self.evidence.len(),
             accepted_digest: self.collector.accepted_digest().to_string(),
             model_hash: String::new(),
-            closed_by: if complete { "complete" } else { "deadline" }.into(),
+            closed_by: if complete {
+                ClosedBy::Complete
+            } else {
+                ClosedBy::Deadline
+            },
             duration_ms: now.saturating_sub(self.round_started),
             error: None,
         };

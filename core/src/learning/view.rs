@@ -31,11 +31,55 @@ pub struct RoundRecord {
     /// Hash of the resulting model (hex).
     pub model_hash: String,
     /// `complete` (everyone reported) or `deadline`.
-    pub closed_by: String,
+    pub closed_by: ClosedBy,
     /// Round duration on this node, ms.
     pub duration_ms: Millis,
     /// Set when aggregation failed and the model was kept.
     pub error: Option<String>,
+}
+
+/// How a round closed. Stored and shown as the strings `complete` and
+/// `deadline` (the form of records written before it was an enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// Every participant's update arrived.
+    Complete,
+    /// The deadline passed first.
+    Deadline,
+}
+
+impl ClosedBy {
+    /// `complete` or `deadline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClosedBy::Complete => "complete",
+            ClosedBy::Deadline => "deadline",
+        }
+    }
+}
+
+impl std::fmt::Display for ClosedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ClosedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ClosedBy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "complete" => Ok(ClosedBy::Complete),
+            "deadline" => Ok(ClosedBy::Deadline),
+            other => Err(serde::de::Error::custom(format!(
+                "closed_by {other:?} is neither complete nor deadline"
+            ))),
+        }
+    }
 }
 
 /// A campaign as `GET /v1/campaigns/{id}` shows it.
@@ -73,7 +117,7 @@ pub struct CampaignView {
 }
 
 /// Why a campaign request or a submitted update was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LearnError {
     /// The request itself is invalid.
     #[error("invalid campaign: {0}")]
@@ -92,7 +136,11 @@ pub enum LearnError {
         /// The campaign the update was signed for.
         update: String,
     },
-    /// The round's collector refused it.
+    /// The update was refused (by the round's collector, or for its round
+    /// or base).
     #[error("update rejected: {0}")]
-    Rejected(String),
+    Rejected(Rejection),
+    /// A campaign state offered for catch-up was refused.
+    #[error("campaign state refused: {0}")]
+    StateRefused(String),
 }

@@ -476,7 +476,9 @@ fn messages_from_a_disconnected_peer_do_not_bring_it_back() {
 // ---------------------------------------------------------------------------
 // Federated learning: campaigns run between cores with a stand-in trainer.
 
+use crate::learning::ClosedBy;
 use mc_learn_core::aggregate::Rule;
+use mc_learn_core::round::Rejection;
 use mc_learn_core::schema::{ModelSchema, Task};
 
 fn tiny_schema() -> ModelSchema {
@@ -594,7 +596,7 @@ fn a_campaign_runs_to_identical_models_on_every_participant() {
     assert!(
         view.rounds
             .iter()
-            .all(|r| r.accepted == 3 && r.closed_by == "complete")
+            .all(|r| r.accepted == 3 && r.closed_by == ClosedBy::Complete)
     );
     let digests_a: Vec<String> = net
         .campaign("a", &id)
@@ -630,7 +632,7 @@ fn a_missing_participant_does_not_stall_the_campaign() {
     assert!(
         a.rounds
             .iter()
-            .all(|r| r.accepted == 2 && r.missing == 1 && r.closed_by == "deadline")
+            .all(|r| r.accepted == 2 && r.missing == 1 && r.closed_by == ClosedBy::Deadline)
     );
     assert_eq!(
         net.nodes[&NodeId::from("a")].finished[0].weights,
@@ -665,7 +667,12 @@ fn forged_and_foreign_updates_are_rejected_and_counted() {
         },
     );
     assert!(
-        matches!(&r, Err(ApiError::Learn(LearnError::Rejected(m))) if m.contains("not a participant")),
+        matches!(
+            &r,
+            Err(ApiError::Learn(LearnError::Rejected(
+                Rejection::NotParticipant
+            )))
+        ),
         "{r:?}"
     );
     // A participant's real update with its weights changed after signing.
@@ -700,7 +707,12 @@ fn forged_and_foreign_updates_are_rejected_and_counted() {
         },
     );
     assert!(
-        matches!(&r, Err(ApiError::Learn(LearnError::Rejected(m))) if m.contains("hash")),
+        matches!(
+            &r,
+            Err(ApiError::Learn(LearnError::Rejected(
+                Rejection::WeightsMismatch
+            )))
+        ),
         "{r:?}"
     );
     let r = net.api(

@@ -177,6 +177,28 @@ pub enum Rejection {
     NotEquivocation,
 }
 
+impl Rejection {
+    /// The rejection's snake-case name, as campaigns count them
+    /// (`rejections: {"not_participant": 1}`) and the API reports them.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rejection::NotParticipant => "not_participant",
+            Rejection::WrongCampaign => "wrong_campaign",
+            Rejection::WrongRound { .. } => "wrong_round",
+            Rejection::WrongBase => "wrong_base",
+            Rejection::WrongShape { .. } => "wrong_shape",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::WeightsMismatch => "weights_mismatch",
+            Rejection::Excluded => "excluded",
+            Rejection::Duplicate => "duplicate",
+            Rejection::Equivocation => "equivocation",
+            Rejection::NonFinite => "non_finite",
+            Rejection::NormTooLarge { .. } => "norm_too_large",
+            Rejection::NotEquivocation => "not_equivocation",
+        }
+    }
+}
+
 /// Proof that an author signed two different updates for one round: two
 /// signed headers, checkable by anyone who knows the author's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

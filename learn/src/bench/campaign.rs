@@ -483,22 +483,7 @@ pub fn participant_keys(n: usize, seed: u64) -> Vec<SigningKey> {
 }
 
 fn count(rejections: &mut BTreeMap<String, u64>, rejection: &Rejection) {
-    let name = match rejection {
-        Rejection::NotParticipant => "not_participant",
-        Rejection::WrongCampaign => "wrong_campaign",
-        Rejection::WrongRound { .. } => "wrong_round",
-        Rejection::WrongBase => "wrong_base",
-        Rejection::WrongShape { .. } => "wrong_shape",
-        Rejection::BadSignature => "bad_signature",
-        Rejection::WeightsMismatch => "weights_mismatch",
-        Rejection::Excluded => "excluded",
-        Rejection::Duplicate => "duplicate",
-        Rejection::Equivocation => "equivocation",
-        Rejection::NonFinite => "non_finite",
-        Rejection::NormTooLarge { .. } => "norm_too_large",
-        Rejection::NotEquivocation => "not_equivocation",
-    };
-    *rejections.entry(name.to_owned()).or_default() += 1;
+    *rejections.entry(rejection.name().to_owned()).or_default() += 1;
 }
 
 fn ms_since(started: Instant) -> f64 {

@@ -542,7 +542,7 @@ impl Simulation {
                     models: distinct(|c| &c.model_hash),
                     closed_by_deadline: recorded
                         .iter()
-                        .filter(|r| r.closed_by == "deadline")
+                        .filter(|r| r.closed_by == mc_core::learning::ClosedBy::Deadline)
                         .count(),
                     duration_ms_mean: durations.mean,
                     duration_ms_max: durations.max,

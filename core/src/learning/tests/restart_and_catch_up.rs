@@ -249,7 +249,7 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
     };
     assert!(matches!(
         a.on_message(&NodeId::new("n2"), unasked, now, &mut stray),
-        Err(LearnError::Rejected(_))
+        Err(LearnError::StateRefused(_))
     ));
 
     // Node 1 answers; node 0 takes its state, offers the updates it
