@@ -71,9 +71,10 @@ pub use api::{
 };
 pub use docs::Documents as DocumentRegistry;
 pub use learning::{
-    CampaignRequest, CampaignSpec, CampaignView, FinishedModel, LearnError, Participant, TrainJob,
-    TrainKind, TrainResult,
+    CampaignRequest, CampaignSpec, CampaignView, ClosedBy, FinishedModel, LearnError, Participant,
+    RoundRecord, TrainJob, TrainKind, TrainResult,
 };
+pub use mc_learn_core::CampaignId;
 pub use store::{Restored, RestoredDoc, StoreOp};
 
 /// Milliseconds since the Unix epoch: wall-clock time in the real node,
@@ -213,6 +214,15 @@ pub enum Output {
     Train(TrainJob),
     /// A campaign finished: store its model.
     ModelReady(FinishedModel),
+    /// This node closed a campaign round (also recorded in the knowledge
+    /// document under `campaigns/<id>/rounds/…`): for drivers that watch
+    /// campaigns, such as the simulator's checks.
+    RoundClosed {
+        /// The campaign.
+        campaign: CampaignId,
+        /// The round as this node recorded it.
+        record: RoundRecord,
+    },
 }
 
 /// Errors that stop a node from starting.

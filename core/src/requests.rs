@@ -168,6 +168,10 @@ impl Node {
         for model in fx.finished {
             self.outputs.push_back(Output::ModelReady(model));
         }
+        for (campaign, record) in fx.closed {
+            self.outputs
+                .push_back(Output::RoundClosed { campaign, record });
+        }
     }
 
     /// The status report for `GET /status`.

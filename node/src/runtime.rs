@@ -340,6 +340,8 @@ impl Driver {
                 }
                 Output::Train(job) => self.learner.start(job),
                 Output::ModelReady(model) => self.learner.finished(model),
+                // Logged by the core; the HTTP view shows the record.
+                Output::RoundClosed { .. } => {}
             }
         }
         if dirty {

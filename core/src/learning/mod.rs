@@ -114,6 +114,8 @@ pub(super) struct Effects {
     pub writes: Vec<(String, serde_json::Value)>,
     /// Finished models.
     pub finished: Vec<FinishedModel>,
+    /// Rounds closed.
+    pub closed: Vec<(CampaignId, RoundRecord)>,
     /// Campaign progress to persist: (campaign, encoded [`Snapshot`]).
     pub saves: Vec<(CampaignId, Vec<u8>)>,
 }

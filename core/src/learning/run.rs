@@ -214,6 +214,7 @@ impl Run {
                 "model_hash": record.model_hash,
             }),
         ));
+        fx.closed.push((self.id, record.clone()));
         self.history.push(record);
         if self.moments.is_some() {
             if self.round >= self.spec.rounds {

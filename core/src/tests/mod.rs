@@ -17,6 +17,7 @@ struct Harness {
     replies: BTreeMap<RequestId, Result<ApiResponse, ApiError>>,
     jobs: Vec<TrainJob>,
     finished: Vec<FinishedModel>,
+    closed: Vec<(CampaignId, learning::RoundRecord)>,
 }
 
 /// A few cores wired together. Messages are delivered in the order they were
@@ -60,6 +61,7 @@ impl Net {
                     replies: BTreeMap::new(),
                     jobs: Vec::new(),
                     finished: Vec::new(),
+                    closed: Vec::new(),
                 },
             );
         }
@@ -146,6 +148,7 @@ impl Net {
                 }
                 Output::Train(job) => h.jobs.push(job),
                 Output::ModelReady(model) => h.finished.push(model),
+                Output::RoundClosed { campaign, record } => h.closed.push((campaign, record)),
             }
         }
     }
@@ -593,6 +596,14 @@ fn a_campaign_runs_to_identical_models_on_every_participant() {
     let view = net.campaign("b", &id);
     assert_eq!(view.state, learning::CampaignState::Completed);
     assert_eq!(view.rounds.len(), 4);
+    // Every closed round was also an output, with the record the view shows.
+    let closed: Vec<&learning::RoundRecord> = net.nodes[&NodeId::new("b")]
+        .closed
+        .iter()
+        .filter(|(campaign, _)| campaign.to_string() == id)
+        .map(|(_, record)| record)
+        .collect();
+    assert_eq!(closed, view.rounds.iter().collect::<Vec<_>>());
     assert!(
         view.rounds
             .iter()

@@ -141,7 +141,6 @@ impl Simulation {
     /// Applies every output node `n`'s core has queued, in order.
     pub(super) fn drain(&mut self, n: usize, via: Via) {
         let mut changed = false;
-        let mut published = false;
         while let Some(output) = self.hosts[n].core.as_mut().and_then(Node::poll_output) {
             match output {
                 Output::Send { to, bytes } => {
@@ -151,7 +150,6 @@ impl Simulation {
                     }
                 }
                 Output::Broadcast { topic, bytes } => {
-                    published = true;
                     if !self.broadcast(n, bytes) {
                         self.feedback(n, Input::BroadcastFailed(topic));
                     }
@@ -184,17 +182,12 @@ impl Simulation {
                 Output::ScheduleTimer { timer, at } => self.schedule_timer(n, timer, at),
                 Output::Train(job) => self.train(n, job),
                 Output::ModelReady(model) => self.model_ready(n, model),
+                Output::RoundClosed { campaign, record } => self.round_output(n, campaign, record),
             }
         }
         if changed {
             self.hosts[n].last_change = self.now;
             self.check_arrivals(n, via);
-            // A round record is a local write, which the core publishes (or,
-            // without gossip, leaves to sync): reading the document only
-            // then keeps the check off the path of every received change.
-            if self.learning.is_some() && (published || !self.scenario.node.gossip) {
-                self.check_rounds(n);
-            }
         }
     }
 

@@ -1,19 +1,16 @@
 //! A learning campaign in the engine: the organisations' data, local work
 //! for `Output::Train`, the Byzantine participants, and the campaign checks.
 //!
-//! The engine reads what the cores decide from what they write: a node's
-//! round record (`campaigns/<id>/rounds/<round>/<key>` in its own knowledge
-//! document, with the accepted count, the accepted-set digest and the model
-//! hash) shows it closed a round, and is checked at once; `ModelReady` shows
-//! it finished. Only at the end does it ask each core for its campaign view
+//! The engine reads what the cores decide from their outputs:
+//! `RoundClosed` (the accepted count, the accepted-set digest and the model
+//! hash) is checked at once; `ModelReady` shows a node finished. Only at the end does it ask each core for its campaign view
 //! (rejection counters, round durations), through the API a client would use.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mc_core::learning::CAMPAIGN_PREFIX;
 use mc_core::{
-    ApiError, ApiRequest, ApiResponse, CampaignRequest, CampaignView, FinishedModel, Input, Output,
-    Participant, RequestId, TrainJob, TrainKind, TrainResult,
+    ApiError, ApiRequest, ApiResponse, CampaignId, CampaignRequest, CampaignView, FinishedModel,
+    Input, Output, Participant, RequestId, RoundRecord, TrainJob, TrainKind, TrainResult,
 };
 use mc_learn_core::ed25519_dalek::SigningKey;
 use mc_learn_core::{ModelSchema, Task};
@@ -58,9 +55,6 @@ pub(super) struct Learning {
     slowness: Vec<f64>,
     /// Per node: its ed25519 identity secret (kept across restarts).
     secrets: Vec<[u8; 32]>,
-    /// Per node: the first 8 bytes of its public key in hex, as its round
-    /// records are keyed.
-    key_prefix: Vec<String>,
     /// A key outside the campaign, for forged and impostor updates.
     outsider: SigningKey,
     attack_rng: ChaCha8Rng,
@@ -68,7 +62,7 @@ pub(super) struct Learning {
     campaign: Option<String>,
     created_at: Micros,
     crashed: Vec<bool>,
-    /// Per node: the first round whose record it has not written yet.
+    /// Per node: the first round it has not closed yet.
     next_round: Vec<u32>,
     /// Per round: every node's record, in the order they closed it.
     closed: Vec<Vec<Closed>>,
@@ -110,10 +104,6 @@ impl Learning {
         };
         let secrets: Vec<[u8; 32]> = (0..nodes).map(|_| secret()).collect();
         let outsider = SigningKey::from_bytes(&secret());
-        let key_prefix = secrets
-            .iter()
-            .map(|s| hex(&SigningKey::from_bytes(s).verifying_key().to_bytes()[..8]))
-            .collect();
         Ok(Self {
             config: config.clone(),
             schema,
@@ -121,7 +111,6 @@ impl Learning {
             orgs,
             slowness,
             secrets,
-            key_prefix,
             outsider,
             attack_rng: streams.stream("learning/attacks"),
             campaign_seed,
@@ -305,47 +294,28 @@ impl Simulation {
         }
     }
 
-    /// Node `n`'s document changed: did it close rounds? Checks each one.
-    pub(super) fn check_rounds(&mut self, n: usize) {
-        while self.violation.is_none() {
-            let Some(l) = self.learning.as_ref() else {
-                return;
-            };
-            let Some(id) = l.campaign.as_deref() else {
-                return;
-            };
-            let next = l.next_round[n];
-            if next > l.config.rounds {
-                return;
-            }
-            let Some(core) = self.hosts[n].core.as_ref() else {
-                return;
-            };
-            // The next round this node recorded: a node that caught up with
-            // the campaign skipped the rounds in between.
-            let Some((round, entry)) = (next..=l.config.rounds).find_map(|round| {
-                let key = format!(
-                    "{CAMPAIGN_PREFIX}{id}/rounds/{round:06}/{}",
-                    l.key_prefix[n]
-                );
-                match core.knowledge().get(&key) {
-                    Ok(Some(entry)) => Some((round, entry)),
-                    _ => None,
-                }
-            }) else {
-                return;
-            };
-            let record = entry.value.to_value();
-            let text = |field: &str| record[field].as_str().unwrap_or_default().to_string();
-            let closed = Closed {
-                node: n,
-                at: self.now,
-                accepted: record["accepted"].as_u64().unwrap_or(0) as usize,
-                digest: text("accepted_digest"),
-                model_hash: text("model_hash"),
-            };
-            self.round_closed(round, closed);
+    /// Node `n` closed a round of campaign `campaign` (`Output::RoundClosed`):
+    /// checks it, once per node and round (a node that caught up skipped
+    /// the rounds in between; one restarted from an older disk may close a
+    /// round again).
+    pub(super) fn round_output(&mut self, n: usize, campaign: CampaignId, record: RoundRecord) {
+        let Some(l) = self.learning.as_ref() else {
+            return;
+        };
+        if l.campaign.as_deref() != Some(campaign.to_string().as_str())
+            || record.round < l.next_round[n]
+            || record.round > l.config.rounds
+        {
+            return;
         }
+        let closed = Closed {
+            node: n,
+            at: self.now,
+            accepted: record.accepted,
+            digest: record.accepted_digest,
+            model_hash: record.model_hash,
+        };
+        self.round_closed(record.round, closed);
     }
 
     /// The model-agreement and sabotage checks of one closed round.
