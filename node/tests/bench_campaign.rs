@@ -30,12 +30,26 @@ async fn a_toy_campaign_bench_reports_rounds_one_model_and_rss() -> Result<()> {
     let report = run(opts).await?;
     assert!(report.one_model, "{report:?}");
     assert_eq!(report.rows, vec![100, 100]);
-    assert_eq!(report.round_times.len(), 3, "the moments round and two model rounds");
-    assert!(report.round_times.iter().all(|r| r.accepted == 2), "{report:?}");
+    assert_eq!(
+        report.round_times.len(),
+        3,
+        "the moments round and two model rounds"
+    );
+    assert!(
+        report.round_times.iter().all(|r| r.accepted == 2),
+        "{report:?}"
+    );
     assert_eq!(report.drift_correction, serde_json::json!(false));
-    assert_eq!(report.local_steps, Some(5), "1 epoch of ⌈(0.8 · 100) / 16⌉ steps");
+    assert_eq!(
+        report.local_steps,
+        Some(5),
+        "1 epoch of ⌈(0.8 · 100) / 16⌉ steps"
+    );
     assert!(report.wall_ms > 0.0);
-    assert!(report.peak_node_rss_mb.iter().all(|&m| m > 0.0), "{report:?}");
+    assert!(
+        report.peak_node_rss_mb.iter().all(|&m| m > 0.0),
+        "{report:?}"
+    );
     let text = render(&report);
     assert!(text.contains("one model: true"), "{text}");
     let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
