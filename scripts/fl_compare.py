@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -232,8 +233,11 @@ def node_model_predictions(path, x):
 
 def http(method, url, body=None, content_type="application/json"):
     req = urllib.request.Request(url, data=body, method=method, headers={"content-type": content_type})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        raw = r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            raw = r.read()
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"fl-compare: {method} {url}: {e.code} {e.read().decode(errors='replace')}")
     return raw if content_type == "raw" else (json.loads(raw) if raw else None)
 
 
