@@ -277,8 +277,8 @@ impl ModelRegistry {
 
     /// Transfer learning (seed 27.2): fine-tunes the last `k` layers of the
     /// active version (or of `base_safetensors`) on the node's data, for
-    /// `tuning`'s epochs at its learning rate (each
-    /// [`transfer::Options::default`]'s when absent).
+    /// `tuning`'s epochs at its learning rate (the worker's defaults,
+    /// `mc_learn::transfer::Options`, for those absent).
     pub fn transfer(
         &self,
         name: &str,
