@@ -241,6 +241,17 @@ def http(method, url, body=None, content_type="application/json"):
     return raw if content_type == "raw" else (json.loads(raw) if raw else None)
 
 
+def view_or_none(url):
+    """A campaign view, or None while the node does not know the campaign."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise SystemExit(f"fl-compare: GET {url}: {e.code} {e.read().decode(errors='replace')}")
+
+
 class Testnet:
     def __init__(self, nodes, base_dir):
         binary = os.path.join(ROOT, "target/release/mc-testnet")
@@ -294,8 +305,9 @@ def campaign(net, data, trains, tests, args, seed, workdir):
     started = time.time()
     cid = http("POST", net.urls[0] + "/v1/campaigns", json.dumps(spec).encode())["id"]
     while True:
-        views = [http("GET", f"{u}/v1/campaigns/{cid}") for u in net.urls[:orgs]]
-        if all(v["state"] == "completed" for v in views):
+        # A node that has not seen the declaration yet answers 404.
+        views = [view_or_none(f"{u}/v1/campaigns/{cid}") for u in net.urls[:orgs]]
+        if all(v is not None and v["state"] == "completed" for v in views):
             break
         if time.time() - started > 1800:
             raise SystemExit(f"fl-compare: campaign {cid} did not complete in 30 min")
