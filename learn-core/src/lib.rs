@@ -116,7 +116,9 @@
 //!   learning worker process.
 //! - [`plan`]: what a campaign's participants do in a round (the same
 //!   number of local steps, a decaying learning rate) and how round 0's
-//!   moments are pooled under FedAvg and under robust rules.
+//!   moments are pooled under FedAvg and under robust rules; [`campaign`]:
+//!   the rounds of a campaign as one sans-IO state machine
+//!   ([`campaign::Campaign`]) that the node core and the benchmark drive.
 //! - `kernel` (private): the fixed-order numeric loops aggregation
 //!   relies on for bit-identical results; `wire` (private): serde adapters
 //!   for byte fields.
@@ -127,6 +129,7 @@
 //! 1,000,000 parameters and aggregating them with each rule.
 
 pub mod aggregate;
+pub mod campaign;
 pub mod chunk;
 pub mod csv;
 pub mod dataset;

@@ -39,17 +39,14 @@
 //! diverged. With half of the participants or more down, no quorum forms.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
+use mc_learn_core::campaign::{Campaign, Progress};
 use mc_learn_core::chunk::{self, Chunk};
-use mc_learn_core::round::Collector;
 use mc_learn_core::{AuthorKey, CampaignId, Digest, SignedUpdate, model_hash};
 use mc_protocols::{LearnMessage, NodeId};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Effects, LearnError, Learning, Millis, Run, SavedControls, UPDATE_CHUNK_BYTES, round_config,
-};
+use super::{Effects, LearnError, Learning, Millis, Run, SavedControls, UPDATE_CHUNK_BYTES};
 
 /// Largest encoded campaign state accepted from a peer.
 pub const MAX_STATE_BYTES: usize = 256 << 20;
@@ -125,12 +122,11 @@ impl Run {
     /// node is not: a round beyond the next, or this round on another base.
     fn is_elsewhere(&self, update: &SignedUpdate) -> bool {
         let round = update.header.round;
-        !self.completed
+        !self.completed()
             && round >= 1
             && round <= self.spec.rounds
-            && (round > self.round + 1
-                || (round == self.round
-                    && update.header.base_hash != self.collector.config().base_hash))
+            && (round > self.round() + 1
+                || (round == self.round() && update.header.base_hash != self.campaign.base_hash()))
     }
 
     /// Asks the next member that signed the pending (round, base).
@@ -155,7 +151,7 @@ impl Run {
         let Some(node) = nodes.into_iter().find(|n| !pending.asked.contains(*n)) else {
             return;
         };
-        tracing::info!(campaign = %self.id, round = self.round, target = pending.round, peer = %node, "behind the campaign's majority; asking for its state");
+        tracing::info!(campaign = %self.id, round = self.campaign.round(), target = pending.round, peer = %node, "behind the campaign's majority; asking for its state");
         pending.asked.insert(node.clone());
         pending.at = now;
         fx.sends.push((
@@ -169,13 +165,14 @@ impl Run {
 
     /// This node's state, for a member that asked.
     fn state(&self) -> Option<CatchUpState> {
-        let moments = self.moments.as_deref()?;
-        (!self.completed && self.round >= 1).then(|| CatchUpState {
-            round: self.round,
-            moments: moments.to_vec(),
-            reference_count: self.reference_count,
-            global: self.global.to_vec(),
-            controls: self.controls.as_ref().map(SavedControls::of),
+        let progress = self.campaign.progress();
+        let moments = progress.moments?;
+        (!progress.completed && progress.round >= 1).then(|| CatchUpState {
+            round: progress.round,
+            moments,
+            reference_count: progress.reference_count,
+            global: progress.global,
+            controls: progress.controls.as_ref().map(SavedControls::of),
         })
     }
 
@@ -188,42 +185,32 @@ impl Run {
         me: &AuthorKey,
         fx: &mut Effects,
     ) -> Result<(), String> {
-        let n = self.spec.model.num_params();
-        let features = self.spec.model.features.len();
-        if state.global.len() != n
-            || state.moments.len() != 2 * features + 2
-            || state.controls.as_ref().is_some_and(|c| !c.fits(n))
-            || state.controls.is_some() != self.spec.drift_correction
-        {
+        if state.round == 0 || state.controls.is_some() != self.spec.drift_correction {
             return Err("the state does not fit the campaign".into());
         }
-        let global: Arc<[f32]> = Arc::from(state.global);
-        let collector = Collector::new(round_config(
-            self.id,
-            &self.spec,
-            &self.keys,
-            state.round,
-            &global,
-        ))
-        .map_err(|e| e.to_string())?;
+        let progress = Progress {
+            round: state.round,
+            completed: false,
+            moments: Some(state.moments),
+            reference_count: state.reference_count,
+            global: state.global,
+            controls: state.controls.map(SavedControls::into_variates),
+        };
+        let campaign = Campaign::resume(self.campaign.settings().clone(), progress)
+            .map_err(|e| e.to_string())?;
         let record = CatchUpRecord {
-            from_round: self.round,
-            to_round: state.round,
+            from_round: self.round(),
+            to_round: campaign.round(),
             source: source.to_string(),
-            model_hash: model_hash(&global).to_string(),
+            model_hash: model_hash(campaign.global()).to_string(),
         };
         tracing::info!(campaign = %self.id, from = record.from_round, to = record.to_round, peer = %source, model = %record.model_hash, "caught up with the campaign");
-        self.round = state.round;
-        self.collector = collector;
-        self.moments = Some(Arc::from(state.moments));
-        self.reference_count = state.reference_count;
-        self.controls = state.controls.map(SavedControls::into_variates);
-        self.global = global;
+        self.campaign = campaign;
         self.own_update = None;
         self.round_started = now;
         self.catch_up.done.push(record);
         self.catch_up.pending = None;
-        let round = self.round;
+        let round = self.round();
         self.catch_up.sightings.retain(|(r, _), _| *r > round);
         let kept = std::mem::take(&mut self.catch_up.kept);
         let (now_due, later): (Vec<_>, Vec<_>) = kept
@@ -233,7 +220,7 @@ impl Run {
         self.catch_up.kept = later;
         self.early.retain(|u| u.header.round == round + 1);
         for update in now_due {
-            if let Err(rejection) = self.collector.offer(update) {
+            if let Err(rejection) = self.campaign.offer(update) {
                 self.count(&rejection);
             }
         }
@@ -409,7 +396,7 @@ impl Learning {
             postcard::from_bytes(&bytes).map_err(|e| LearnError::Malformed(e.to_string()))?;
         let hash = model_hash(&state.global);
         let quorum = quorum(run.keys.len());
-        if state.round < run.round || run.catch_up.attested(state.round, hash, quorum).is_none() {
+        if state.round < run.round() || run.catch_up.attested(state.round, hash, quorum).is_none() {
             return Err(LearnError::StateRefused(format!(
                 "campaign state for round {} with model {hash}, which no majority of members signed updates on",
                 state.round

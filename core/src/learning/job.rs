@@ -30,28 +30,9 @@ impl TrainJob {
     }
 }
 
-/// The two kinds of local work.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TrainKind {
-    /// Round 0: the local moments vector — per feature the mean, then per
-    /// feature the mean square, then the target's mean and mean square.
-    Moments,
-    /// A model round: train from `base` as `plan` says, with inputs
-    /// normalised by the pooled `moments`.
-    Update {
-        /// The round's base model.
-        base: Arc<[f32]>,
-        /// The pooled moments from round 0.
-        moments: Arc<[f32]>,
-        /// Local steps, batch size and this round's learning rate.
-        plan: StepPlan,
-        /// Added to the weights after every local step (drift correction,
-        /// [`mc_learn_core::scaffold`]); `None` for none.
-        correction: Option<Arc<[f32]>>,
-        /// Seed for shuffling (campaign seed mixed with the round).
-        seed: u64,
-    },
-}
+/// The two kinds of local work: the moments of round 0, or a model
+/// round's update ([`mc_learn_core::campaign::Work`]).
+pub use mc_learn_core::campaign::Work as TrainKind;
 
 /// What the driver reports back for a [`TrainJob`].
 #[derive(Debug, Clone, PartialEq)]

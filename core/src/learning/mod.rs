@@ -48,13 +48,13 @@
 //! document under `campaigns/<id>/rounds/…`) so divergence is visible.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use mc_learn_core::aggregate::Rule;
+use mc_learn_core::campaign::{Campaign, CampaignError, Next, Progress, Settings};
 use mc_learn_core::chunk::{self, Chunk, Reassembler};
 use mc_learn_core::ed25519_dalek::SigningKey;
-use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
-use mc_learn_core::round::{Collector, Config as RoundConfig, Evidence, NormBound, Rejection};
+use mc_learn_core::plan::LocalTraining;
+use mc_learn_core::round::{Evidence, Rejection};
 use mc_learn_core::scaffold::{ControlVariates, MemberVariate};
 use mc_learn_core::{AuthorKey, CampaignId, Digest, ModelSchema, SignedUpdate, model_hash};
 use mc_protocols::{LearnMessage, NodeId};
@@ -74,7 +74,7 @@ mod view;
 
 pub use catch_up::{CatchUpRecord, MAX_STATE_BYTES, quorum};
 pub use job::{FinishedModel, TrainJob, TrainKind, TrainResult};
-use run::{Run, round_config};
+use run::Run;
 use snapshot::{SavedControls, Snapshot};
 pub use spec::{
     CampaignRequest, CampaignSpec, ModelDigest, Participant, check_learning_rate,
@@ -308,43 +308,23 @@ impl Learning {
                 }
             };
             tracing::info!(campaign = %id, model = %spec.model.name, rounds = spec.rounds, "joining campaign");
-            let empty: Arc<[f32]> = Arc::from(Vec::new());
-            let collector = match Collector::new(round_config(id, &spec, &keys, 0, &empty)) {
-                Ok(c) => c,
+            let mut run = match Run::start(id, spec.clone(), keys, now) {
+                Ok(run) => run,
                 Err(error) => {
                     tracing::warn!(campaign = %id, %error, "cannot start campaign");
                     self.observed.insert(id, spec);
                     continue;
                 }
             };
-            let mut run = Run {
-                id,
-                keys,
-                round: 0,
-                completed: false,
-                collector,
-                round_started: now,
-                own_update: None,
-                moments: None,
-                reference_count: 0,
-                controls: None,
-                global: empty,
-                history: Vec::new(),
-                early: Vec::new(),
-                rejections: BTreeMap::new(),
-                evidence: BTreeMap::new(),
-                catch_up: catch_up::Tracker::default(),
-                spec,
-            };
             if let Some(snapshot) = self.resume.remove(&id)
                 && let Err(error) = run.resume(snapshot)
             {
                 tracing::warn!(campaign = %id, %error, "cannot resume; starting over");
             }
-            if run.completed {
+            if run.completed() {
                 fx.finished.extend(run.finished());
             } else {
-                tracing::info!(campaign = %id, round = run.round, "campaign round started");
+                tracing::info!(campaign = %id, round = run.round(), "campaign round started");
                 fx.jobs.push(run.job(&self.me));
             }
             self.runs.insert(id, run);
@@ -363,32 +343,37 @@ impl Learning {
         let Some(run) = self.runs.get_mut(&result.campaign) else {
             return;
         };
-        if run.completed
-            || run.round != result.round
+        if run.completed()
+            || run.round() != result.round
             || run.own_update.is_some()
-            || result.base != run.collector.config().base_hash
+            || result.base != run.campaign.base_hash()
         {
             return; // the round closed without us, or we caught up meanwhile
         }
         let (weights, samples) = match result.outcome {
             Ok(ok) => ok,
             Err(error) => {
-                tracing::warn!(campaign = %run.id, round = run.round, %error, "local training failed; not contributing this round");
+                tracing::warn!(campaign = %run.id, round = run.round(), %error, "local training failed; not contributing this round");
                 return;
             }
         };
-        let base = run.collector.config().base_hash;
-        let update =
-            match mc_learn_core::update::sign(&self.key, run.id, run.round, base, samples, weights)
-            {
-                Ok(u) => u,
-                Err(error) => {
-                    tracing::error!(campaign = %run.id, %error, "cannot sign the local update");
-                    return;
-                }
-            };
-        if let Err(rejection) = run.collector.offer(update.clone()) {
-            tracing::warn!(campaign = %run.id, round = run.round, %rejection, "own update refused by own collector");
+        let base = run.campaign.base_hash();
+        let update = match mc_learn_core::update::sign(
+            &self.key,
+            run.id,
+            run.round(),
+            base,
+            samples,
+            weights,
+        ) {
+            Ok(u) => u,
+            Err(error) => {
+                tracing::error!(campaign = %run.id, %error, "cannot sign the local update");
+                return;
+            }
+        };
+        if let Err(rejection) = run.campaign.offer(update.clone()) {
+            tracing::warn!(campaign = %run.id, round = run.round(), %rejection, "own update refused by own collector");
         }
         run.own_update = Some(update);
         let sends = run.send_own(&self.me, None);
@@ -401,7 +386,7 @@ impl Learning {
     pub(super) fn on_peer_connected(&mut self, peer: &NodeId, fx: &mut Effects) {
         let me = self.me;
         for run in self.runs.values() {
-            if !run.completed && run.keys.values().any(|n| n == peer) {
+            if !run.completed() && run.keys.values().any(|n| n == peer) {
                 fx.sends.extend(run.send_own(&me, Some(peer)));
             }
         }
@@ -422,25 +407,25 @@ impl Learning {
             return;
         };
         loop {
-            if run.completed {
+            if run.completed() {
                 return;
             }
             let deadline = run.round_started + (run.spec.round_deadline_s * 1000.0) as Millis;
-            let complete = run.collector.is_complete();
+            let complete = run.campaign.collector().is_complete();
             if !complete && now < deadline {
                 return;
             }
             run.close(complete, now, &me, fx);
-            if run.completed {
+            if run.completed() {
                 return;
             }
             // Updates that arrived early may complete the new round at once.
             let early = std::mem::take(&mut run.early);
             for update in early {
-                if update.header.round != run.round || run.sight(&update, &me, now, fx) {
+                if update.header.round != run.round() || run.sight(&update, &me, now, fx) {
                     continue;
                 }
-                if let Err(rejection) = run.collector.offer(update) {
+                if let Err(rejection) = run.campaign.offer(update) {
                     run.count(&rejection);
                 }
             }

@@ -40,11 +40,6 @@ impl SavedControls {
         }
     }
 
-    pub(super) fn fits(&self, num_params: usize) -> bool {
-        self.global.len() == num_params
-            && self.members.iter().all(|(_, _, v)| v.len() == num_params)
-    }
-
     pub(super) fn into_variates(self) -> ControlVariates {
         ControlVariates {
             global: self.global,

@@ -143,6 +143,21 @@ impl CampaignSpec {
             final_rate_fraction: self.final_rate_fraction,
         }
     }
+
+    /// The settings of campaign `id`'s state machine, with the
+    /// participants' keys.
+    pub(super) fn settings(&self, id: CampaignId, keys: &BTreeMap<AuthorKey, NodeId>) -> Settings {
+        Settings {
+            id,
+            model: self.model.clone(),
+            participants: keys.keys().copied().collect(),
+            training: self.local_training(),
+            rule: self.aggregation,
+            drift_correction: self.drift_correction,
+            max_update_norm: self.max_update_norm,
+            seed: self.seed,
+        }
+    }
 }
 
 /// Parses a 64-hex-character ed25519 verifying key.

@@ -43,10 +43,10 @@ impl Learning {
                 let Some(run) = self.runs.get_mut(&CampaignId(campaign)) else {
                     return Ok(());
                 };
-                if evidence.first.header.round != run.round {
+                if evidence.first.header.round != run.round() {
                     return Ok(());
                 }
-                run.collector
+                run.campaign
                     .offer_evidence(evidence)
                     .map_err(LearnError::Rejected)?;
                 run.evidence.insert(evidence.author(), evidence);
@@ -93,14 +93,14 @@ impl Learning {
         let round = update.header.round;
         let me = self.me;
         if run.sight(&update, &me, now, fx) {
-            if round > run.round {
+            if round > run.round() {
                 return Ok(()); // kept for when this node gets there
             }
             run.count(&Rejection::WrongBase);
             // Noted for catch-up (the sighting above).
             return Err(LearnError::Rejected(Rejection::WrongBase));
         }
-        if !run.completed && round == run.round + 1 {
+        if !run.completed() && round == run.round() + 1 {
             // A faster peer is already in the next round: keep its update
             // (one per author) until we get there.
             if run.early.len() < run.keys.len() * 2
@@ -113,15 +113,15 @@ impl Learning {
             }
             return Ok(());
         }
-        if run.completed || round != run.round {
+        if run.completed() || round != run.round() {
             let rejection = Rejection::WrongRound {
-                expected: run.round,
+                expected: run.round(),
                 got: round,
             };
             run.count(&rejection);
             return Err(LearnError::Rejected(rejection));
         }
-        match run.collector.offer(update) {
+        match run.campaign.offer(update) {
             Ok(_) => {
                 self.maybe_close(id, now, fx);
                 Ok(())
@@ -129,7 +129,7 @@ impl Learning {
             Err(rejection) => {
                 run.count(&rejection);
                 if rejection == Rejection::Equivocation
-                    && let Some(evidence) = run.collector.evidence().last().copied()
+                    && let Some(evidence) = run.campaign.collector().evidence().last().copied()
                 {
                     run.evidence.insert(evidence.author(), evidence);
                     let bytes = postcard::to_stdvec(&evidence).unwrap_or_default();
@@ -138,7 +138,7 @@ impl Learning {
                             node.clone(),
                             LearnMessage::Evidence {
                                 campaign: id.0,
-                                round: run.round,
+                                round: run.round(),
                                 evidence: bytes.clone(),
                             },
                         ));

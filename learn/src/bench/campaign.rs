@@ -1,31 +1,24 @@
-//! A federated campaign run in one process, step for step as the node runs
-//! it (`core/src/learning.rs` and `LearnService::run_job`):
+//! A federated campaign run in one process on the node's own state
+//! machine, [`mc_learn_core::campaign::Campaign`]: one [`Campaign`] stands
+//! for every node (nodes that accept the same set hold byte-identical
+//! models, which is what [`OfferOrder`] lets a test check), and this module
+//! plays all the members:
 //!
 //! 1. **Round 0, moments.** Every participant signs
 //!    [`federated::moments_vector`] of its training rows (its sample count
-//!    is its row count) and offers it to the round's [`Collector`] (no norm
-//!    bound); [`pool_moments`] pools the accepted ones (exactly under
-//!    FedAvg, robustly under any other rule) and
-//!    [`federated::normaliser_from_moments`] turns the result into
-//!    everyone's normaliser. The median accepted sample count sets every
-//!    round's number of local steps ([`LocalTraining`]).
-//! 2. **Rounds 1..=R, model.** The model starts at
-//!    [`init_weights`]`(schema, seed)`. Every round each participant runs
-//!    [`federated::local_update`] from the global model (the round's
-//!    [`StepPlan`]: steps, batch and decayed learning rate, minibatch seed
-//!    `seed ^ round · 0x9E37_79B9_7F4A_7C15` like the node's), a Byzantine
-//!    one then corrupts its weights ([`Attack`]), and each signs with its own
-//!    ed25519 key. The updates are offered to a [`Collector`] whose norm
-//!    bound is `‖w − base‖₂ ≤ max_update_norm`, and
-//!    [`Collector::aggregate`] with the campaign's rule gives the next global
-//!    model.
+//!    is its row count) and offers it; the campaign pools the accepted ones
+//!    and [`federated::normaliser_from_moments`] turns the result into
+//!    everyone's normaliser.
+//! 2. **Rounds 1..=R, model.** Each participant runs
+//!    [`federated::local_update`] as [`Campaign::work`] says (base model,
+//!    step plan, drift correction, shuffling seed), a Byzantine one then
+//!    corrupts its weights ([`Attack`]), and each signs with its own ed25519
+//!    key; the updates are offered and [`Campaign::close`] aggregates them
+//!    with the campaign's rule.
 //!
 //! Byzantine participants report honest moments in round 0 and attack the
 //! model rounds only: every attack is defined relative to the round's base
 //! model, which the moments round does not have.
-//!
-//! One collector stands for every node: nodes that accept the same set hold
-//! byte-identical models, which is what [`OfferOrder`] lets a test check.
 //!
 //! Local training of the participants is independent within a round and
 //! runs on `jobs` threads; every result is the same whatever the thread
@@ -36,12 +29,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mc_learn_core::aggregate::Rule;
+use mc_learn_core::aggregate::{AggregateError, Rule};
+use mc_learn_core::campaign::{Campaign, Settings as CampaignSettings, Work};
 use mc_learn_core::ed25519_dalek::SigningKey;
-use mc_learn_core::init::init_weights;
-use mc_learn_core::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
-use mc_learn_core::round::{Collector, Config as RoundConfig, NormBound, Rejection};
-use mc_learn_core::scaffold::ControlVariates;
+use mc_learn_core::plan::{LocalTraining, StepPlan};
+use mc_learn_core::round::Rejection;
 use mc_learn_core::{AuthorKey, CampaignId, ModelSchema, model_hash, update};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
@@ -51,10 +43,6 @@ use tch::Device;
 use super::baseline::score_all;
 use super::{BenchError, data::Org};
 use crate::{Model, ModelError, Normaliser, TrainConfig, federated};
-
-/// Mixes the round number into the campaign seed for local shuffling, as
-/// the node does (`Run::job`).
-const ROUND_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The key under which [`Run::rejections`] counts participants whose local
 /// training failed (they sit the round out, as on the node).
@@ -206,8 +194,7 @@ pub fn run(
     let keys = participant_keys(orgs.len(), settings.seed);
     let participants: BTreeSet<AuthorKey> =
         keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
-    let campaign =
-        CampaignId::from_name(&format!("mc-learn-bench/{}/{}", schema.name, settings.seed));
+    let id = CampaignId::from_name(&format!("mc-learn-bench/{}/{}", schema.name, settings.seed));
     let mut order_rng = match settings.offer_order {
         OfferOrder::Shuffled(seed) => Some(ChaCha8Rng::seed_from_u64(seed)),
         _ => None,
@@ -222,85 +209,90 @@ pub fn run(
         order
     };
     let mut rejections = BTreeMap::new();
+    let mut campaign = Campaign::new(CampaignSettings {
+        id,
+        model: schema.clone(),
+        participants,
+        training: LocalTraining {
+            local_epochs: settings.local_epochs,
+            batch_size: settings.train.batch_size as u32,
+            learning_rate: settings.train.learning_rate,
+            rounds: settings.rounds,
+            final_rate_fraction: settings.final_rate_fraction,
+        },
+        rule: settings.rule,
+        drift_correction: settings.drift_correction,
+        max_update_norm: settings.max_update_norm,
+        seed: settings.seed,
+    })?;
 
     // Round 0: moments, signed and collected like any update.
-    let empty: Arc<[f32]> = Arc::from(Vec::new());
-    let mut collector = Collector::new(RoundConfig {
-        campaign,
-        round: 0,
-        base_hash: model_hash(&empty),
-        num_params: (2 * schema.features.len() + 2) as u32,
-        participants: participants.clone(),
-        norm_bound: NormBound::Unbounded,
-    })?;
     for i in offer_order() {
         let moments = federated::moments_vector(schema, &orgs[i].train);
         let signed = update::sign(
             &keys[i],
-            campaign,
+            id,
             0,
-            model_hash(&empty),
+            campaign.base_hash(),
             orgs[i].train.len() as u64,
             moments,
         )?;
-        if let Err(rejection) = collector.offer(signed) {
+        if let Err(rejection) = campaign.offer(signed) {
             count(&mut rejections, &rejection);
         }
     }
-    let accepted: Vec<(u64, &[f32])> = collector
-        .accepted()
-        .map(|u| (u.header.sample_count, u.weights.as_slice()))
-        .collect();
-    let moments = pool_moments(settings.rule, &accepted)?;
-    let reference = reference_count(accepted.iter().map(|(n, _)| *n));
-    let local = LocalTraining {
-        local_epochs: settings.local_epochs,
-        batch_size: settings.train.batch_size as u32,
-        learning_rate: settings.train.learning_rate,
-        rounds: settings.rounds,
-        final_rate_fraction: settings.final_rate_fraction,
-    };
+    if let Some(error) = campaign.close()?.error {
+        return Err(error.into());
+    }
+    let moments = campaign
+        .moments()
+        .ok_or(BenchError::Aggregate(AggregateError::NoUpdates))?;
     let normaliser =
-        federated::normaliser_from_moments(schema, &moments).map_err(BenchError::Moments)?;
+        federated::normaliser_from_moments(schema, moments).map_err(BenchError::Moments)?;
 
-    let mut global: Arc<[f32]> = Arc::from(init_weights(schema, settings.seed));
-    // The control variates every honest node holds (the same on all of
-    // them: they follow from the accepted sets).
-    let mut controls = settings
-        .drift_correction
-        .then(|| ControlVariates::zeros(global.len()));
     let authors: Vec<AuthorKey> = keys.iter().map(|k| k.verifying_key().to_bytes()).collect();
     let mut rounds = Vec::with_capacity(settings.rounds as usize);
     let (mut byzantine_offered, mut byzantine_accepted) = (0, 0);
-    for round in 1..=settings.rounds {
-        let plan = local.plan(reference, round);
-        let seed = settings.seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX);
+    while !campaign.completed() {
+        let round = campaign.round();
+        let base = campaign.global().clone();
         // A measurement reported to people, not an input to any decision.
         let started = Instant::now();
-        let corrections: Vec<Option<Vec<f32>>> = authors
+        let works: Vec<LocalWork> = authors
             .iter()
             .enumerate()
             .map(|(i, author)| {
+                let Work::Update {
+                    plan,
+                    mut correction,
+                    seed,
+                    ..
+                } = campaign.work(author)
+                else {
+                    unreachable!("every round after the moments is a model round");
+                };
                 let attacker = attack.is_some_and(|(_, who)| who.contains(&i));
                 if attacker && settings.byzantine_skip_correction {
-                    return None;
+                    correction = None;
                 }
-                controls
-                    .as_ref()
-                    .and_then(|c| c.step_correction(author, plan.learning_rate))
+                LocalWork {
+                    plan,
+                    correction,
+                    seed,
+                }
             })
             .collect();
         let trained = train_all(
             schema,
             &normaliser,
-            &global,
+            &base,
             orgs,
-            &corrections,
-            (&plan, seed, settings.train.device),
+            &works,
+            settings.train.device,
             settings.jobs,
         );
         let train_ms = ms_since(started);
-        let base_hash = model_hash(&global);
+        let base_hash = campaign.base_hash();
         let mut slots = Vec::with_capacity(orgs.len());
         for (i, result) in trained.into_iter().enumerate() {
             // The node logs a failed local step and sits the round out.
@@ -311,23 +303,12 @@ pub fn run(
             };
             let corrupt = attack.filter(|(_, who)| who.contains(&i));
             let weights = match corrupt {
-                Some((attack, _)) => attack.apply(&global, &weights),
+                Some((attack, _)) => attack.apply(&base, &weights),
                 None => weights,
             };
-            let signed = update::sign(&keys[i], campaign, round, base_hash, samples, weights)?;
+            let signed = update::sign(&keys[i], id, round, base_hash, samples, weights)?;
             slots.push(Some((signed, corrupt.is_some())));
         }
-        let mut collector = Collector::new(RoundConfig {
-            campaign,
-            round,
-            base_hash,
-            num_params: schema.num_params() as u32,
-            participants: participants.clone(),
-            norm_bound: NormBound::Delta {
-                base: global.clone(),
-                max: settings.max_update_norm,
-            },
-        })?;
         let (mut accepted, mut rejected) = (0, 0);
         let started = Instant::now();
         for i in offer_order() {
@@ -335,7 +316,7 @@ pub fn run(
                 continue;
             };
             byzantine_offered += u64::from(corrupt);
-            match collector.offer(signed) {
+            match campaign.offer(signed) {
                 Ok(_) => {
                     accepted += 1;
                     byzantine_accepted += u64::from(corrupt);
@@ -348,30 +329,21 @@ pub fn run(
         }
         let verify_ms = ms_since(started);
         let started = Instant::now();
-        let outcome = collector.aggregate(settings.rule);
-        if let Some(controls) = &mut controls {
-            let accepted: Vec<(AuthorKey, u64, &[f32])> = collector
-                .accepted()
-                .map(|u| (u.author, u.header.sample_count, u.weights.as_slice()))
-                .collect();
-            controls.close_round(
-                &global,
-                &accepted,
-                settings.rule,
-                plan.steps,
-                plan.learning_rate,
-            )?;
-        }
+        let closed = campaign.close()?;
         let aggregate_ms = ms_since(started);
-        match outcome {
-            Ok(outcome) => global = Arc::from(outcome.model),
-            // Nothing accepted: the node keeps the model, and so do we.
-            Err(mc_learn_core::aggregate::AggregateError::NoUpdates) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(error) = closed.correction_stopped {
+            return Err(error.into());
         }
+        match closed.error {
+            // Nothing accepted: the node keeps the model, and so does the
+            // campaign.
+            None | Some(AggregateError::NoUpdates) => {}
+            Some(error) => return Err(error.into()),
+        }
+        let global = campaign.global();
         let held_out_r2 = if settings.track {
             let model =
-                Model::from_flat(schema, normaliser.clone(), &global, settings.train.device)?;
+                Model::from_flat(schema, normaliser.clone(), global, settings.train.device)?;
             let r2: Vec<f64> = score_all(&model, orgs)?.iter().map(|s| s.r2).collect();
             Some((
                 r2.iter().sum::<f64>() / r2.len() as f64,
@@ -401,9 +373,10 @@ pub fn run(
         ));
         rounds.push(stats);
     }
+    let global = campaign.global();
     Ok(Run {
         normaliser,
-        model_hash: model_hash(&global).to_string(),
+        model_hash: model_hash(global).to_string(),
         weights: global.to_vec(),
         rounds,
         rejections,
@@ -415,14 +388,21 @@ pub fn run(
 /// One participant's new weights and sample count, or why its training failed.
 type LocalUpdate = Result<(Vec<f32>, u64), ModelError>;
 
+/// What one participant runs in a round ([`Work::Update`] less the base).
+struct LocalWork {
+    plan: StepPlan,
+    correction: Option<Arc<[f32]>>,
+    seed: u64,
+}
+
 /// Every participant's local update of one round, in participant order.
 fn train_all(
     schema: &ModelSchema,
     normaliser: &Normaliser,
     global: &[f32],
     orgs: &[Org],
-    corrections: &[Option<Vec<f32>>],
-    (plan, seed, device): (&StepPlan, u64, Device),
+    works: &[LocalWork],
+    device: Device,
     jobs: usize,
 ) -> Vec<LocalUpdate> {
     let train = |i: usize| {
@@ -431,9 +411,9 @@ fn train_all(
             normaliser,
             global,
             &orgs[i].train,
-            plan,
-            corrections[i].as_deref(),
-            seed,
+            &works[i].plan,
+            works[i].correction.as_deref(),
+            works[i].seed,
             device,
         )
     };

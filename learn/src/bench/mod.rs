@@ -327,6 +327,9 @@ pub enum BenchError {
     /// A round's collector could not be built.
     #[error(transparent)]
     Round(#[from] ConfigError),
+    /// The campaign could not open a round.
+    #[error(transparent)]
+    Campaign(#[from] mc_learn_core::campaign::CampaignError),
     /// A round could not be aggregated.
     #[error(transparent)]
     Aggregate(#[from] AggregateError),

@@ -1,4 +1,7 @@
+use std::sync::Arc;
+
 use mc_learn_core::plan::FINAL_RATE_FRACTION;
+use mc_learn_core::plan::{StepPlan, pool_moments};
 use mc_learn_core::update;
 
 use super::*;

@@ -182,7 +182,7 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
         stats.iter().map(|&(i, n, m)| (i, moments(m), n)).collect();
     feed(&mut a, 0, id, 0, &[], &all_moments);
     feed(&mut b, 1, id, 0, &[], &all_moments);
-    let base: Vec<f32> = a.runs[&id].global.to_vec();
+    let base: Vec<f32> = a.runs[&id].campaign.global().to_vec();
     let moved = |base: &[f32], d: f32| base.iter().map(|w| w + d).collect::<Vec<f32>>();
     let everyone = |base: &[f32]| -> Vec<(u8, Vec<f32>, u64)> {
         (0..3u8)
@@ -191,15 +191,15 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
     };
     feed(&mut a, 0, id, 1, &base, &everyone(&base));
     feed(&mut b, 1, id, 1, &base, &everyone(&base));
-    assert_eq!(a.runs[&id].global, b.runs[&id].global);
-    assert_eq!(a.runs[&id].round, 2);
+    assert_eq!(a.runs[&id].campaign.global(), b.runs[&id].campaign.global());
+    assert_eq!(a.runs[&id].round(), 2);
 
     // Node 0 is down for rounds 2 and 3: the others close them at the
     // deadline without it.
     let deadline = (spec.round_deadline_s * 1000.0) as Millis;
     let mut now = 1;
     for round in [2, 3] {
-        let base = b.runs[&id].global.to_vec();
+        let base = b.runs[&id].campaign.global().to_vec();
         let others: Vec<_> = everyone(&base)
             .into_iter()
             .filter(|(i, ..)| *i != 0)
@@ -207,10 +207,10 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
         feed(&mut b, 1, id, round, &base, &others);
         now += deadline + 1;
         b.on_tick(now, &mut Effects::default());
-        assert_eq!(b.runs[&id].round, round + 1);
+        assert_eq!(b.runs[&id].round(), round + 1);
     }
-    let ahead = b.runs[&id].global.to_vec();
-    assert_ne!(a.runs[&id].global.to_vec(), ahead);
+    let ahead = b.runs[&id].campaign.global().to_vec();
+    assert_ne!(a.runs[&id].campaign.global().to_vec(), ahead);
 
     // Back, node 0 hears round-4 updates. One member's word is not
     // enough, nor is a forged signature; two members' are.
@@ -266,7 +266,7 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
         (2, 4)
     );
     assert_eq!(
-        a.runs[&id].collector.accepted().count(),
+        a.runs[&id].campaign.collector().accepted().count(),
         2,
         "the kept updates"
     );
@@ -280,8 +280,8 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
     // The control variates came with the state: node 0 is corrected as
     // node 1 would correct it.
     let expected = b.runs[&id]
-        .controls
-        .as_ref()
+        .campaign
+        .controls()
         .unwrap()
         .step_correction(&key(0).verifying_key().to_bytes(), plan.learning_rate);
     assert!(expected.is_some());
@@ -317,6 +317,6 @@ fn a_node_that_missed_rounds_catches_up_with_the_majority() {
         now,
         &mut fx_b,
     );
-    assert!(a.runs[&id].completed && b.runs[&id].completed);
-    assert_eq!(a.runs[&id].global, b.runs[&id].global);
+    assert!(a.runs[&id].completed() && b.runs[&id].completed());
+    assert_eq!(a.runs[&id].campaign.global(), b.runs[&id].campaign.global());
 }
