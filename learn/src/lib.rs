@@ -96,6 +96,7 @@ pub mod mlp;
 pub mod model;
 pub mod model_file;
 pub mod normalise;
+pub mod optim;
 pub mod transfer;
 pub mod worker;
 

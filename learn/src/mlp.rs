@@ -7,11 +7,20 @@
 //! row-major, followed by `layers.{i}.bias`, shape `[out]`. The flat vector
 //! is layer 0's weight, layer 0's bias, layer 1's weight, and so on — the
 //! order of a PyTorch `nn.Sequential` state dict with the ReLUs removed. It
-//! never depends on the var store's `HashMap` order, so every node flattens
+//! never depends on anything but the layer sizes, so every node flattens
 //! the same model to the same vector.
+//!
+//! # One tensor
+//!
+//! The parameters live in one flat tensor in that order; each layer's
+//! weight and bias are leaf views of it (they share its storage and carry
+//! their own gradients). Reading, writing and correcting the weights, and
+//! the optimiser's step ([`crate::optim`]), are then a few operations on
+//! the flat tensor instead of a few per parameter tensor: on small models
+//! libtorch's per-operation overhead is most of a step's time.
 
-use rand::{Rng, RngExt};
-use tch::{Device, Kind, Tensor, nn};
+use rand::Rng;
+use tch::{Device, Kind, Tensor};
 
 use crate::ModelError;
 
@@ -27,9 +36,11 @@ struct Layer {
 /// A multi-layer perceptron of the given widths, on one device.
 #[derive(Debug)]
 pub struct Mlp {
-    // Owns the parameters; `layers` holds shallow clones of them.
-    vs: nn::VarStore,
+    /// Every parameter in flat order; `layers` holds views of it.
+    flat: Tensor,
     layers: Vec<Layer>,
+    /// The first layer the optimiser trains ([`Mlp::freeze_all_but_last`]).
+    first_trainable: usize,
 }
 
 /// The name of layer `index`'s weight (`"weight"`) or bias (`"bias"`).
@@ -45,14 +56,24 @@ impl Mlp {
         if sizes.len() < 2 || sizes.contains(&0) {
             return Err(ModelError::BadLayerSizes(sizes.to_vec()));
         }
-        let vs = nn::VarStore::new(device);
-        let root = vs.root();
+        let total: usize = sizes.windows(2).map(|w| w[1] * (w[0] + 1)).sum();
+        let flat = Tensor::f_zeros([total as i64], (Kind::Float, device))?;
+        // A leaf view of `flat`: shares its storage, has its own gradient.
+        let view = |offset: usize, shape: &[i64]| -> Result<Tensor, ModelError> {
+            let n: i64 = shape.iter().product();
+            Ok(flat
+                .f_narrow(0, offset as i64, n)?
+                .f_view(shape)?
+                .f_detach()?
+                .set_requires_grad(true))
+        };
         let mut layers = Vec::with_capacity(sizes.len() - 1);
-        for (index, pair) in sizes.windows(2).enumerate() {
+        let mut offset = 0;
+        for pair in sizes.windows(2) {
             let (inputs, outputs) = (pair[0], pair[1]);
-            let path = root.sub("layers").sub(index);
-            let weight = path.f_zeros("weight", &[outputs as i64, inputs as i64])?;
-            let bias = path.f_zeros("bias", &[outputs as i64])?;
+            let weight = view(offset, &[outputs as i64, inputs as i64])?;
+            let bias = view(offset + inputs * outputs, &[outputs as i64])?;
+            offset += outputs * (inputs + 1);
             layers.push(Layer {
                 weight,
                 bias,
@@ -60,31 +81,25 @@ impl Mlp {
                 outputs,
             });
         }
-        Ok(Self { vs, layers })
+        Ok(Self {
+            flat,
+            layers,
+            first_trainable: 0,
+        })
     }
 
-    /// Draws every weight from `rng` and zeroes every bias: He-uniform
-    /// (`±√(6/fan_in)`) for layers followed by a ReLU, Xavier-uniform
-    /// (`±√(6/(fan_in+fan_out))`) for the output layer.
+    /// Draws every weight and bias from `rng`
+    /// ([`mc_learn_core::init::draw_weights`]: uniform on `±1/√fan_in`,
+    /// PyTorch's `nn.Linear` default).
     pub fn init<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Result<(), ModelError> {
-        let last = self.layers.len() - 1;
-        let mut flat = Vec::with_capacity(self.num_params());
-        for (index, layer) in self.layers.iter().enumerate() {
-            let fan = if index == last {
-                (layer.inputs + layer.outputs) as f32
-            } else {
-                layer.inputs as f32
-            };
-            let bound = (6.0 / fan).sqrt();
-            flat.extend((0..layer.inputs * layer.outputs).map(|_| rng.random_range(-bound..bound)));
-            flat.extend(std::iter::repeat_n(0.0f32, layer.outputs));
-        }
-        self.set_flat(&flat)
+        let mut sizes: Vec<usize> = self.layers.iter().map(|l| l.inputs).collect();
+        sizes.extend(self.layers.last().map(|l| l.outputs));
+        self.set_flat(&mc_learn_core::init::draw_weights(&sizes, rng))
     }
 
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
-        self.vs.device()
+        self.flat.device()
     }
 
     /// Number of Linear layers.
@@ -109,32 +124,20 @@ impl Mlp {
 
     /// Every parameter in flat order, copied to the CPU.
     pub fn flat(&self) -> Result<Vec<f32>, ModelError> {
-        let mut flat = Vec::with_capacity(self.num_params());
-        for (_, tensor) in self.named_params() {
-            let cpu = tensor
-                .f_to_device(Device::Cpu)?
-                .f_to_kind(Kind::Float)?
-                .f_flatten(0, -1)?;
-            flat.extend(Vec::<f32>::try_from(&cpu)?);
-        }
-        Ok(flat)
+        let cpu = self.flat.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
+        Ok(Vec::<f32>::try_from(&cpu)?)
     }
 
     /// Overwrites every parameter from a flat vector (see the module docs
     /// for the order). The length must be [`Mlp::num_params`].
     pub fn set_flat(&mut self, flat: &[f32]) -> Result<(), ModelError> {
-        let values = self.shaped_like_params(flat)?;
-        tch::no_grad(|| -> Result<(), ModelError> {
-            for ((_, param), value) in self.named_params().into_iter().zip(&values) {
-                param.shallow_clone().f_copy_(value)?;
-            }
-            Ok(())
-        })
+        let values = self.flat_tensor(flat)?;
+        tch::no_grad(|| self.flat.f_copy_(&values))?;
+        Ok(())
     }
 
-    /// `flat` (in [`Self::flat`]'s order) cut into tensors shaped like the
-    /// parameters, on their device.
-    pub fn shaped_like_params(&self, flat: &[f32]) -> Result<Vec<Tensor>, ModelError> {
+    /// `flat` (in [`Self::flat`]'s order) as a tensor on the model's device.
+    pub fn flat_tensor(&self, flat: &[f32]) -> Result<Tensor, ModelError> {
         let expected = self.num_params();
         if flat.len() != expected {
             return Err(ModelError::WrongLength {
@@ -142,33 +145,38 @@ impl Mlp {
                 got: flat.len(),
             });
         }
-        let device = self.device();
-        let mut offset = 0;
-        let mut out = Vec::with_capacity(2 * self.layers.len());
-        for (_, param) in self.named_params() {
-            let n = param.numel();
-            out.push(
-                Tensor::f_from_slice(&flat[offset..offset + n])?
-                    .f_reshape(param.size())?
-                    .f_to_device(device)?,
-            );
-            offset += n;
-        }
-        Ok(out)
+        Ok(Tensor::f_from_slice(flat)?.f_to_device(self.device())?)
     }
 
-    /// Adds `deltas` (from [`Self::shaped_like_params`]) to the trainable
-    /// parameters in place; frozen ones keep their values.
-    pub fn add_to_params(&mut self, deltas: &[Tensor]) -> Result<(), ModelError> {
-        tch::no_grad(|| -> Result<(), ModelError> {
-            for ((_, param), delta) in self.named_params().into_iter().zip(deltas) {
-                if param.requires_grad() {
-                    let mut param = param.shallow_clone();
-                    let _ = param.f_add_(delta)?;
-                }
-            }
-            Ok(())
-        })
+    /// Where the trained parameters start in the flat order: the frozen
+    /// layers come first.
+    fn trainable_offset(&self) -> usize {
+        self.layers[..self.first_trainable]
+            .iter()
+            .map(|l| l.outputs * (l.inputs + 1))
+            .sum()
+    }
+
+    /// The trained parameters: a view of the flat tensor (in-place changes
+    /// change the model), and the leaf views whose gradients the optimiser
+    /// needs, in flat order.
+    pub(crate) fn trainable(&self) -> Result<(Tensor, Vec<&Tensor>), ModelError> {
+        let offset = self.trainable_offset();
+        let view = self
+            .flat
+            .f_narrow(0, offset as i64, (self.num_params() - offset) as i64)?;
+        let leaves = self.layers[self.first_trainable..]
+            .iter()
+            .flat_map(|l| [&l.weight, &l.bias])
+            .collect();
+        Ok((view, leaves))
+    }
+
+    /// The part of a flat vector of every parameter (a tensor from
+    /// [`Self::flat_tensor`]) that falls on the trained parameters.
+    pub(crate) fn trainable_part(&self, all: &Tensor) -> Result<Tensor, ModelError> {
+        let offset = self.trainable_offset();
+        Ok(all.f_narrow(0, offset as i64, (self.num_params() - offset) as i64)?)
     }
 
     /// The output logits (or standardised regression values), shape
@@ -186,12 +194,11 @@ impl Mlp {
     }
 
     /// Makes only the last `k` layers trainable: the others keep their
-    /// values through training (`requires_grad` off, so the optimiser
-    /// skips them).
+    /// values through training (the optimiser skips them).
     pub fn freeze_all_but_last(&mut self, k: usize) {
-        let first_trainable = self.layers.len().saturating_sub(k);
+        self.first_trainable = self.layers.len().saturating_sub(k);
         for (index, layer) in self.layers.iter().enumerate() {
-            let trainable = index >= first_trainable;
+            let trainable = index >= self.first_trainable;
             let _ = layer.weight.set_requires_grad(trainable);
             let _ = layer.bias.set_requires_grad(trainable);
         }
@@ -199,13 +206,6 @@ impl Mlp {
 
     /// Whether layer `index`'s parameters are trained.
     pub fn is_trainable(&self, index: usize) -> bool {
-        self.layers
-            .get(index)
-            .is_some_and(|l| l.weight.requires_grad())
-    }
-
-    /// The var store, for building an optimiser over the parameters.
-    pub(crate) fn var_store(&self) -> &nn::VarStore {
-        &self.vs
+        index >= self.first_trainable && index < self.layers.len()
     }
 }

@@ -7,11 +7,12 @@ use mc_learn_core::schema::SchemaError;
 use mc_learn_core::{Dataset, ModelSchema, TargetScale, Task};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
-use tch::{Device, Kind, Reduction, Tensor, nn, nn::OptimizerConfig};
+use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::evaluate::{Evaluation, Scores};
 use crate::mlp::Mlp;
 use crate::normalise::Normaliser;
+use crate::optim::FlatOptimiser;
 
 /// Rows per forward pass when predicting, to bound memory on big tables.
 const PREDICT_CHUNK: usize = 65_536;
@@ -360,23 +361,25 @@ impl Model {
             return Err(ModelError::Empty);
         }
         let correction = correction
-            .map(|flat| self.mlp.shaped_like_params(flat))
+            .map(|flat| {
+                let all = self.mlp.flat_tensor(flat)?;
+                self.mlp.trainable_part(&all)
+            })
             .transpose()?;
         let (x, y) = self.tensors(data)?;
         let n = data.len();
         let per_epoch = n.div_ceil(cfg.batch_size);
+        let (mut params, leaves) = self.mlp.trainable()?;
         let mut opt = match optimiser {
-            Optimiser::Adam => nn::Adam {
-                wd: cfg.weight_decay,
-                ..Default::default()
+            Optimiser::Adam => FlatOptimiser::adam(
+                params.numel(),
+                cfg.learning_rate,
+                cfg.weight_decay,
+                self.device(),
+            )?,
+            Optimiser::SgdMomentum(momentum) => {
+                FlatOptimiser::sgd(momentum, cfg.learning_rate, cfg.weight_decay)
             }
-            .build(self.mlp.var_store(), cfg.learning_rate)?,
-            Optimiser::SgdMomentum(momentum) => nn::Sgd {
-                momentum,
-                wd: cfg.weight_decay,
-                ..Default::default()
-            }
-            .build(self.mlp.var_store(), cfg.learning_rate)?,
         };
         let mut order: Vec<i64> = (0..n as i64).collect();
         let mut final_loss = f64::NAN;
@@ -384,26 +387,37 @@ impl Model {
         let mut epochs = 0usize;
         while done < steps {
             order.shuffle(rng);
+            // One gather per epoch; every batch is then a view.
             let order_t = Tensor::f_from_slice(&order)?.f_to_device(self.device())?;
+            let (xs, ys) = (
+                x.f_index_select(0, &order_t)?,
+                y.f_index_select(0, &order_t)?,
+            );
             let batches_now = per_epoch.min(steps - done);
+            let last_epoch = done + batches_now >= steps;
             let mut loss_sum = Tensor::f_zeros([], (Kind::Float, self.device()))?;
             for b in 0..batches_now {
-                let start = b * cfg.batch_size;
-                let len = cfg.batch_size.min(n - start) as i64;
-                let index = order_t.f_narrow(0, start as i64, len)?;
-                let loss =
-                    self.loss(&x.f_index_select(0, &index)?, &y.f_index_select(0, &index)?)?;
-                opt.zero_grad();
-                loss.f_backward()?;
-                opt.step();
-                if let Some(correction) = &correction {
-                    self.mlp.add_to_params(correction)?;
+                let start = (b * cfg.batch_size) as i64;
+                let len = cfg.batch_size.min(n - b * cfg.batch_size) as i64;
+                let loss = self.loss(&xs.f_narrow(0, start, len)?, &ys.f_narrow(0, start, len)?)?;
+                if !leaves.is_empty() {
+                    let grads = Tensor::f_run_backward(&[&loss], &leaves, false, false)?;
+                    let flat: Vec<Tensor> = grads
+                        .iter()
+                        .map(|g| g.f_view([-1]))
+                        .collect::<Result<_, _>>()?;
+                    opt.step(&mut params, Tensor::f_cat(&flat, 0)?)?;
+                    if let Some(correction) = &correction {
+                        let _ = tch::no_grad(|| params.f_add_(correction))?;
+                    }
                 }
-                loss_sum = loss_sum.f_add(&loss.f_detach()?)?;
+                if last_epoch {
+                    loss_sum = loss_sum.f_add(&loss.f_detach()?)?;
+                }
             }
             done += batches_now;
             epochs += 1;
-            if done >= steps {
+            if last_epoch {
                 // Mean loss over the last (possibly partial) epoch.
                 final_loss = loss_sum.f_double_value(&[])? / batches_now as f64;
             }
