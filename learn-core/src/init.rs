@@ -61,12 +61,15 @@ pub fn init_weights(schema: &ModelSchema, seed: u64) -> Vec<f32> {
 /// training in PyTorch) start from.
 ///
 /// It replaced He-uniform weights (`±√(6/fan_in)`, 2.4 times wider) with
-/// zero biases. Plain FedAvg in PyTorch started from that lost held-out R²
+/// zero biases. Plain FedAvg in PyTorch started from those lost held-out R²
 /// against the same FedAvg started from the default (2 × 32 MLP, 40 rounds
-/// × 5 local epochs, the fl-compare splits, seeds 1–6): `auto_mpg` 0.846
-/// against 0.854 with 5 organisations and 0.785 against 0.816 with 10,
-/// `seattle_weather` 0.861 against 0.877 with 5. Wider starting weights fit
-/// a few dozen rows per member faster and generalise worse.
+/// × 5 local epochs, the fl-compare splits): `auto_mpg` 0.846 against 0.854
+/// with 5 organisations and 0.785 against 0.816 with 10 (seeds 1–6);
+/// `seattle_weather` 0.861 against 0.877 and 0.852 against 0.872 (seeds
+/// 1–4). Wider starting weights fit a few dozen rows per member faster and
+/// generalise worse. On `mc-learn bench federated` (60 rounds × 16 local
+/// epochs on up to 7,000 rows per member) the wider start was better: seed
+/// 1's global model 0.973 mean R² against 0.956 (see docs/benchmarks.md).
 pub fn draw_weights<R: rand::Rng + ?Sized>(sizes: &[usize], rng: &mut R) -> Vec<f32> {
     let mut flat = Vec::new();
     for pair in sizes.windows(2) {

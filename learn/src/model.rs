@@ -387,19 +387,16 @@ impl Model {
         let mut epochs = 0usize;
         while done < steps {
             order.shuffle(rng);
-            // One gather per epoch; every batch is then a view.
+            // One gather and one split per epoch; every batch is a view.
             let order_t = Tensor::f_from_slice(&order)?.f_to_device(self.device())?;
-            let (xs, ys) = (
-                x.f_index_select(0, &order_t)?,
-                y.f_index_select(0, &order_t)?,
-            );
+            let batch = cfg.batch_size as i64;
+            let xs = x.f_index_select(0, &order_t)?.f_split(batch, 0)?;
+            let ys = y.f_index_select(0, &order_t)?.f_split(batch, 0)?;
             let batches_now = per_epoch.min(steps - done);
             let last_epoch = done + batches_now >= steps;
             let mut loss_sum = Tensor::f_zeros([], (Kind::Float, self.device()))?;
-            for b in 0..batches_now {
-                let start = (b * cfg.batch_size) as i64;
-                let len = cfg.batch_size.min(n - b * cfg.batch_size) as i64;
-                let loss = self.loss(&xs.f_narrow(0, start, len)?, &ys.f_narrow(0, start, len)?)?;
+            for (xb, yb) in xs.iter().zip(&ys).take(batches_now) {
+                let loss = self.loss(xb, yb)?;
                 if !leaves.is_empty() {
                     let grads = Tensor::f_run_backward(&[&loss], &leaves, false, false)?;
                     let flat: Vec<Tensor> = grads
