@@ -12,16 +12,12 @@
 //!
 //! # One tensor
 //!
-//! The parameters live in one flat tensor; each layer's weight and bias are
-//! leaf views of it (they share its storage and carry their own gradients).
-//! Reading, writing and correcting the weights, and the optimiser's step
-//! ([`crate::optim`]), are then a few operations on the flat tensor instead
-//! of a few per parameter tensor: on small models libtorch's per-operation
-//! overhead is most of a step's time. Inside, each weight is held
-//! transposed (`[in, out]`), so a layer is one `addmm` (`b + h·Wᵀ` without
-//! a transpose operation forward and backward); [`Mlp::flat`],
-//! [`Mlp::set_flat`] and [`Mlp::flat_tensor`] convert from and to the flat
-//! order above at the edges.
+//! The parameters live in one flat tensor in that order; each layer's
+//! weight and bias are leaf views of it (they share its storage and carry
+//! their own gradients). Reading, writing and correcting the weights, and
+//! the optimiser's step ([`crate::optim`]), are then a few operations on
+//! the flat tensor instead of a few per parameter tensor: on small models
+//! libtorch's per-operation overhead is most of a step's time.
 
 use rand::{Rng, RngExt};
 use tch::{Device, Kind, Tensor};
@@ -31,7 +27,6 @@ use crate::ModelError;
 /// One Linear layer's parameters.
 #[derive(Debug)]
 struct Layer {
-    /// Transposed: `[inputs, outputs]` (see "One tensor").
     weight: Tensor,
     bias: Tensor,
     inputs: usize,
@@ -76,7 +71,7 @@ impl Mlp {
         let mut offset = 0;
         for pair in sizes.windows(2) {
             let (inputs, outputs) = (pair[0], pair[1]);
-            let weight = view(offset, &[inputs as i64, outputs as i64])?;
+            let weight = view(offset, &[outputs as i64, inputs as i64])?;
             let bias = view(offset + inputs * outputs, &[outputs as i64])?;
             offset += outputs * (inputs + 1);
             layers.push(Layer {
@@ -129,8 +124,7 @@ impl Mlp {
         self.layers.iter().map(|l| l.outputs * (l.inputs + 1)).sum()
     }
 
-    /// The parameters with their names, in flat order (weights in the
-    /// model's transposed layout, `[in, out]`).
+    /// The parameters with their names and shapes, in flat order.
     pub fn named_params(&self) -> Vec<(String, &Tensor)> {
         let mut out = Vec::with_capacity(2 * self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {
@@ -142,8 +136,7 @@ impl Mlp {
 
     /// Every parameter in flat order, copied to the CPU.
     pub fn flat(&self) -> Result<Vec<f32>, ModelError> {
-        let wire = self.reorder(&self.flat, false)?;
-        let cpu = wire.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
+        let cpu = self.flat.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
         Ok(Vec::<f32>::try_from(&cpu)?)
     }
 
@@ -155,9 +148,7 @@ impl Mlp {
         Ok(())
     }
 
-    /// `flat` (in [`Self::flat`]'s order) as a tensor in the model's own
-    /// layout, on its device: what an in-place update of the parameters
-    /// adds.
+    /// `flat` (in [`Self::flat`]'s order) as a tensor on the model's device.
     pub fn flat_tensor(&self, flat: &[f32]) -> Result<Tensor, ModelError> {
         let expected = self.num_params();
         if flat.len() != expected {
@@ -166,25 +157,7 @@ impl Mlp {
                 got: flat.len(),
             });
         }
-        let wire = Tensor::f_from_slice(flat)?.f_to_device(self.device())?;
-        self.reorder(&wire, true)
-    }
-
-    /// Converts a flat vector between the flat order (weights `[out, in]`)
-    /// and the model's layout (weights `[in, out]`): `to_model` says which
-    /// way.
-    fn reorder(&self, from: &Tensor, to_model: bool) -> Result<Tensor, ModelError> {
-        let mut parts = Vec::with_capacity(2 * self.layers.len());
-        let mut offset = 0i64;
-        for layer in &self.layers {
-            let (i, o) = (layer.inputs as i64, layer.outputs as i64);
-            let shape = if to_model { [o, i] } else { [i, o] };
-            let weight = from.f_narrow(0, offset, i * o)?.f_view(shape)?;
-            parts.push(weight.f_tr()?.f_contiguous()?.f_view([-1])?);
-            parts.push(from.f_narrow(0, offset + i * o, o)?);
-            offset += o * (i + 1);
-        }
-        Ok(Tensor::f_cat(&parts, 0)?)
+        Ok(Tensor::f_from_slice(flat)?.f_to_device(self.device())?)
     }
 
     /// Where the trained parameters start in the flat order: the frozen
@@ -224,7 +197,7 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut h = x.shallow_clone();
         for (index, layer) in self.layers.iter().enumerate() {
-            h = layer.bias.f_addmm(&h, &layer.weight)?;
+            h = h.f_linear(&layer.weight, Some(&layer.bias))?;
             if index != last {
                 h = h.f_relu()?;
             }
