@@ -7,6 +7,11 @@
 //!
 //! # Rounds
 //!
+//! The rounds are [`mc_learn_core::campaign::Campaign`], the one state
+//! machine the benchmark drives too; this module adds what only a node has:
+//! peers and chunks, deadlines, updates that arrive early or for campaigns
+//! not yet seen, catch-up, persistence and round records.
+//!
 //! - **Round 0 — moments.** Each participant sends, signed like any update,
 //!   the per-column means and mean squares of its own data (`2·features + 2`
 //!   numbers) with its sample count. [`mc_learn_core::plan::pool_moments`]
