@@ -258,30 +258,29 @@ pub fn run(
         let base = campaign.global().clone();
         // A measurement reported to people, not an input to any decision.
         let started = Instant::now();
-        let works: Vec<LocalWork> = authors
-            .iter()
-            .enumerate()
-            .map(|(i, author)| {
-                let Work::Update {
-                    plan,
-                    mut correction,
-                    seed,
-                    ..
-                } = campaign.work(author)
-                else {
-                    unreachable!("every round after the moments is a model round");
-                };
-                let attacker = attack.is_some_and(|(_, who)| who.contains(&i));
-                if attacker && settings.byzantine_skip_correction {
-                    correction = None;
-                }
-                LocalWork {
-                    plan,
-                    correction,
-                    seed,
-                }
-            })
-            .collect();
+        let mut works = Vec::with_capacity(authors.len());
+        for (i, author) in authors.iter().enumerate() {
+            // After the moments every round is a model round; a campaign
+            // that says otherwise has nothing for the members to train.
+            let Work::Update {
+                plan,
+                mut correction,
+                seed,
+                ..
+            } = campaign.work(author)
+            else {
+                return Err(BenchError::Aggregate(AggregateError::NoUpdates));
+            };
+            let attacker = attack.is_some_and(|(_, who)| who.contains(&i));
+            if attacker && settings.byzantine_skip_correction {
+                correction = None;
+            }
+            works.push(LocalWork {
+                plan,
+                correction,
+                seed,
+            });
+        }
         let trained = train_all(
             schema,
             &normaliser,
