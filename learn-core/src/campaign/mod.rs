@@ -48,8 +48,20 @@ use crate::update::SignedUpdate;
 mod tests;
 
 /// Mixed into the campaign seed with the round number to seed a round's
-/// local shuffling: `seed ^ round · ROUND_SEED_MIX`.
+/// local shuffling: `seed ^ round · ROUND_SEED_MIX ^ member`, `member` the
+/// first eight bytes of the member's key ([`shuffle_seed`]).
 pub const ROUND_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The seed of `author`'s local shuffling in `round` of a campaign seeded
+/// with `seed`. Every member gets its own stream: with one stream for all,
+/// members whose rows were ordered alike (rows sorted by a feature, then
+/// permuted the same way) would draw the same ranks into every batch and
+/// their updates would be correlated.
+pub fn shuffle_seed(seed: u64, round: u32, author: &AuthorKey) -> u64 {
+    let mut member = [0u8; 8];
+    member.copy_from_slice(&author[..8]);
+    seed ^ u64::from(round).wrapping_mul(ROUND_SEED_MIX) ^ u64::from_le_bytes(member)
+}
 
 /// What a campaign runs with: the same on every member.
 #[derive(Clone, Debug)]
@@ -134,7 +146,8 @@ pub enum Work {
         /// Added to the weights after every local step (drift correction,
         /// [`crate::scaffold`]); `None` for none.
         correction: Option<Arc<[f32]>>,
-        /// Seed for shuffling (campaign seed mixed with the round).
+        /// Seed for shuffling ([`shuffle_seed`]: the campaign seed mixed with
+        /// the round and the member).
         seed: u64,
     },
 }
@@ -327,7 +340,7 @@ impl Campaign {
                     .as_ref()
                     .and_then(|c| c.step_correction(author, plan.learning_rate))
                     .map(Arc::from),
-                seed: self.settings.seed ^ u64::from(self.round).wrapping_mul(ROUND_SEED_MIX),
+                seed: shuffle_seed(self.settings.seed, self.round, author),
             },
             _ => Work::Moments,
         }

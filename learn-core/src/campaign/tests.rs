@@ -137,7 +137,13 @@ fn the_work_of_a_model_round_carries_plan_seed_and_base() {
     };
     assert_eq!(campaign.round(), 2);
     assert_eq!(&base, campaign.global());
-    assert_eq!(seed, 9 ^ 2u64.wrapping_mul(ROUND_SEED_MIX));
+    let me = keys[1].verifying_key().to_bytes();
+    assert_eq!(seed, shuffle_seed(9, 2, &me));
+    let Work::Update { seed: other, .. } = campaign.work(&keys[0].verifying_key().to_bytes())
+    else {
+        panic!("round 2 is a model round");
+    };
+    assert_ne!(seed, other, "every member shuffles its own way");
     // The lower median of 10 and 20 samples.
     assert_eq!(plan, campaign.settings().training.plan(10, 2));
     assert_eq!(correction, None, "no drift correction asked for");
