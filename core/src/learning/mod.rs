@@ -33,7 +33,7 @@
 //! # Local work is counted in steps
 //!
 //! Every participant runs the same number of optimiser steps in a model
-//! round, `local_epochs · ⌈reference count / batch_size⌉` (a [`StepPlan`]:
+//! round, `local_epochs · ⌈reference count / batch_size⌉` (a [`StepPlan`](mc_learn_core::plan::StepPlan):
 //! `local_epochs` epochs of the median member), whatever its own row count.
 //! Were each to run `local_epochs` epochs of its own rows, a member with `n`
 //! rows would take `n/B·E` steps and FedAvg would then weight its update by
@@ -44,7 +44,8 @@
 //! to a tenth of it in round R, so the global model settles instead of
 //! moving by about `rate × steps` every round ([`mc_learn_core::plan`]).
 //!
-//! Every node checks what it receives with a [`Collector`] (signature,
+//! Every node checks what it receives with a
+//! [`Collector`](mc_learn_core::round::Collector) (signature,
 //! membership, round, base, shape, finiteness, norm, duplicates,
 //! equivocation) and closes the round when every participant has spoken or at
 //! its deadline. Aggregation depends only on the accepted set, so nodes that

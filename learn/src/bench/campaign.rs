@@ -151,7 +151,8 @@ pub struct RoundStats {
     /// Wall time of offering every update to the collector (signature,
     /// hash, membership and norm checks), ms.
     pub verify_ms: f64,
-    /// Wall time of [`Collector::aggregate`], ms.
+    /// Wall time of [`Campaign::close`] (aggregation and the control
+    /// variates), ms.
     pub aggregate_ms: f64,
     /// With [`Settings::track`]: the new global model's mean and lowest R²
     /// over the organisations' held-out rows.
