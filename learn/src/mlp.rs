@@ -92,7 +92,7 @@ impl Mlp {
     /// from scratch on one node's rows: He-uniform (`±√(6/fan_in)`) for
     /// layers followed by a ReLU, Xavier-uniform (`±√(6/(fan_in+fan_out))`)
     /// for the output layer. (A campaign starts from
-    /// [`mc_learn_core::init::init_weights`] instead, PyTorch's default.)
+    /// [`mc_learn_core::init::init_weights`], He-uniform throughout.)
     pub fn init<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Result<(), ModelError> {
         let last = self.layers.len() - 1;
         let mut flat = Vec::with_capacity(self.num_params());

@@ -57,7 +57,8 @@ pub const ROUND_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 /// would. (With one stream for all, members whose rows happen to be ordered
 /// alike draw the same positions into every batch. On `scripts/fl-compare`'s
 /// `auto_mpg`, whose splits are ordered that way, separate streams changed
-/// nothing measurable: 0.806 and 0.777 mean R² on seeds 4–6 either way.)
+/// nothing measurable: 0.806 and 0.777 mean R² on seeds 4–6 either way,
+/// measured from PyTorch's initialisation.)
 pub fn shuffle_seed(seed: u64, round: u32, author: &AuthorKey) -> u64 {
     let mut member = [0u8; 8];
     member.copy_from_slice(&author[..8]);
