@@ -161,8 +161,8 @@ def loss_fn(task):
     return torch.nn.MSELoss() if task == "regression" else torch.nn.BCEWithLogitsLoss()
 
 
-def local_epochs(model, x, y, epochs, args, task, gen):
-    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+def local_epochs(model, x, y, epochs, args, task, gen, rate=None):
+    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate if rate is None else rate)
     loss = loss_fn(task)
     n = len(y)
     for _ in range(epochs):
@@ -174,20 +174,26 @@ def local_epochs(model, x, y, epochs, args, task, gen):
             opt.step()
 
 
-def fedavg(data, trains, st, args, seed):
+def fedavg(data, trains, st, args, seed, start=None, rate_of_round=None):
+    """Plain FedAvg. `start(model, seed)` may redraw the initial weights and
+    `rate_of_round(r)` give round r's learning rate (default: the constant
+    args.learning_rate); see scripts/fl_reference_variants.py."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = mlp(len(data["features"]), args.hidden)
+    if start is not None:
+        start(model, seed)
     xs = [st.x(data["x"][t]) for t in trains]
     ys = [st.y(data["y"][t]) for t in trains]
     weights = np.array([len(t) for t in trains], float)
     weights /= weights.sum()
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
+        rate = None if rate_of_round is None else rate_of_round(r)
         states = []
         for x, y in zip(xs, ys):
             local = mlp(len(data["features"]), args.hidden)
             local.load_state_dict(model.state_dict())
-            local_epochs(local, x, y, args.local_epochs, args, data["task"], gen)
+            local_epochs(local, x, y, args.local_epochs, args, data["task"], gen, rate)
             states.append(local.state_dict())
         model.load_state_dict({k: sum(w * s[k] for w, s in zip(weights, states)) for k in states[0]})
     return model

@@ -23,11 +23,9 @@ import fl_compare as fc  # noqa: E402
 
 
 class Settings:
-    def __init__(self, learning_rate):
-        self.learning_rate, self.batch_size = learning_rate, 16
+    rounds, local_epochs, learning_rate, batch_size, hidden = 40, 5, 0.001, 16, [32, 32]
 
 
-ROUNDS, EPOCHS, RATE, HIDDEN = 40, 5, 0.001, [32, 32]
 VARIANTS = {"torch": (False, False), "he": (True, False), "torch_cos": (False, True), "he_cos": (True, True)}
 
 
@@ -41,28 +39,15 @@ def he_start(model, seed):
                 layer.bias.zero_()
 
 
-def fedavg(data, trains, st, seed, he, cosine):
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = fc.mlp(len(data["features"]), HIDDEN)
-    if he:
-        he_start(model, seed)
-    xs = [st.x(data["x"][t]) for t in trains]
-    ys = [st.y(data["y"][t]) for t in trains]
-    w = np.array([len(t) for t in trains], float)
-    w /= w.sum()
-    for r in range(ROUNDS):
-        rate = RATE
-        if cosine:
-            rate *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * r / (ROUNDS - 1)))
-        states = []
-        for x, y in zip(xs, ys):
-            local = fc.mlp(len(data["features"]), HIDDEN)
-            local.load_state_dict(model.state_dict())
-            fc.local_epochs(local, x, y, EPOCHS, Settings(rate), data["task"], gen)
-            states.append(local.state_dict())
-        model.load_state_dict({k: sum(wi * s[k] for wi, s in zip(w, states)) for k in states[0]})
-    return model
+def cosine(r):
+    """The campaign default: a cosine from the rate down to a tenth of it."""
+    progress = r / (Settings.rounds - 1)
+    return Settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def fedavg(data, trains, st, seed, he, decay):
+    return fc.fedavg(data, trains, st, Settings, seed,
+                     start=he_start if he else None, rate_of_round=cosine if decay else None)
 
 
 def main():
