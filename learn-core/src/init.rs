@@ -47,29 +47,84 @@ pub fn layout(schema: &ModelSchema) -> Vec<LayerSlice> {
         .collect()
 }
 
-/// He-uniform weights (`±sqrt(6 / inputs)`) and zero biases, drawn from a
-/// ChaCha8 generator seeded with `seed`: equal seeds give equal vectors on
-/// every machine.
+/// How a campaign draws its round-1 weights. Both are drawn from a ChaCha8
+/// generator seeded with the campaign's seed: equal seeds give equal
+/// vectors on every machine.
 ///
-/// PyTorch's `nn.Linear` default (weights and biases on `±1/√inputs`) was
-/// tried on 2026-12-02 and not kept. It suits small public data sets. Plain
-/// FedAvg in PyTorch on `scripts/fl-compare`'s splits scored 0.854 / 0.816
-/// from it against 0.846 / 0.785 from He-uniform (`auto_mpg`, 5 / 10
-/// organisations, seeds 1–6; `scripts/fl_reference_variants.py`). With it
-/// the campaign was within 0.01 of FedAvg or above it on `seattle_weather`,
-/// `breast_cancer` and `digits` (seeds 4–6). But it made the product's own
-/// models worse. On `mc-learn bench federated` seed
-/// 1 the global model went 0.973 → 0.956 mean R². On the simulator's
-/// three-round Byzantine scenario (`sim/tests/learning.rs`) the pooled R²
-/// went 0.169 → −0.02, and still −0.008 after five rounds of four epochs.
-/// See docs/benchmarks.md.
-pub fn init_weights(schema: &ModelSchema, seed: u64) -> Vec<f32> {
+/// Which one is the default, and what each measured, is in
+/// `docs/benchmarks.md` ("Starting weights").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// He-uniform weights (`±√(6 / inputs)`) and zero biases: the start of
+    /// every campaign declared before this was a setting.
+    HeUniform,
+    /// PyTorch's `nn.Linear` default: weights and biases uniform on
+    /// `±1/√inputs`. What plain FedAvg in PyTorch starts from.
+    Torch,
+}
+
+/// The start of a campaign whose declaration names none: PyTorch's, since
+/// the local steps lost their weight decay (`mc_learn::federated`). With
+/// the campaign defaults otherwise, `mc-learn bench federated` (seed 1)
+/// gave the global model mean R² 0.981 / MAE 6.48 from it against 0.959 /
+/// 10.46 from He-uniform, and `scripts/fl-compare` on `auto_mpg` (seeds
+/// 7–9) −0.009 / −0.028 against −0.017 / −0.050 behind plain FedAvg
+/// (5 / 10 organisations). He-uniform's larger weights make the untrained
+/// network's outputs large (pooled R² as low as −4 before round 1), and
+/// the first rounds are spent shrinking them.
+pub const DEFAULT_INIT: Init = Init::Torch;
+
+impl Init {
+    /// The start of campaigns declared before the start was a setting.
+    pub fn legacy() -> Init {
+        Init::HeUniform
+    }
+
+    /// The setting's name as campaigns spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Init::HeUniform => "he_uniform",
+            Init::Torch => "torch",
+        }
+    }
+}
+
+impl std::str::FromStr for Init {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "he_uniform" => Ok(Init::HeUniform),
+            "torch" => Ok(Init::Torch),
+            other => Err(format!(
+                "init must be \"he_uniform\" or \"torch\", not {other:?}"
+            )),
+        }
+    }
+}
+
+/// A model's starting weights as `init` draws them from `seed`.
+pub fn init_weights(schema: &ModelSchema, seed: u64, init: Init) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut flat = vec![0.0f32; schema.num_params()];
     for layer in layout(schema) {
-        let bound = (6.0 / layer.inputs.max(1) as f64).sqrt() as f32;
+        let inputs = layer.inputs.max(1) as f64;
+        let (weight_bound, bias_bound) = match init {
+            Init::HeUniform => ((6.0 / inputs).sqrt() as f32, 0.0),
+            Init::Torch => {
+                let bound = (1.0 / inputs).sqrt() as f32;
+                (bound, bound)
+            }
+        };
         for w in &mut flat[layer.weight_offset..layer.bias_offset] {
-            *w = rng.random_range(-bound..=bound);
+            *w = rng.random_range(-weight_bound..=weight_bound);
+        }
+        if bias_bound > 0.0 {
+            let bias = layer.bias_offset..layer.bias_offset + layer.outputs;
+            for b in &mut flat[bias] {
+                *b = rng.random_range(-bias_bound..=bias_bound);
+            }
         }
     }
     flat
@@ -94,9 +149,9 @@ mod tests {
     #[test]
     fn init_is_seeded_bounded_and_biases_are_zero() {
         let schema = builtin_named("latency").unwrap();
-        let a = init_weights(&schema, 7);
-        assert_eq!(a, init_weights(&schema, 7));
-        assert_ne!(a, init_weights(&schema, 8));
+        let a = init_weights(&schema, 7, Init::HeUniform);
+        assert_eq!(a, init_weights(&schema, 7, Init::HeUniform));
+        assert_ne!(a, init_weights(&schema, 8, Init::HeUniform));
         for layer in layout(&schema) {
             let bound = (6.0 / layer.inputs as f64).sqrt() as f32;
             let weights = &a[layer.weight_offset..layer.bias_offset];
@@ -105,5 +160,31 @@ mod tests {
             let bias = &a[layer.bias_offset..layer.bias_offset + layer.outputs];
             assert!(bias.iter().all(|b| *b == 0.0));
         }
+    }
+
+    #[test]
+    fn torch_init_draws_weights_and_biases_within_one_over_root_fan_in() {
+        let schema = builtin_named("latency").unwrap();
+        let a = init_weights(&schema, 7, Init::Torch);
+        assert_eq!(a, init_weights(&schema, 7, Init::Torch));
+        assert_ne!(a, init_weights(&schema, 7, Init::HeUniform));
+        for layer in layout(&schema) {
+            let bound = (1.0 / layer.inputs as f64).sqrt() as f32;
+            let end = layer.bias_offset + layer.outputs;
+            assert!(a[layer.weight_offset..end].iter().all(|w| w.abs() <= bound));
+            let bias = &a[layer.bias_offset..end];
+            assert!(bias.iter().any(|b| *b != 0.0), "biases are drawn too");
+        }
+    }
+
+    #[test]
+    fn init_names_round_trip_and_bad_names_are_refused() {
+        for init in [Init::HeUniform, Init::Torch] {
+            assert_eq!(init.as_str().parse::<Init>(), Ok(init));
+            let json = serde_json::to_string(&init).unwrap();
+            assert_eq!(json, format!("\"{}\"", init.as_str()));
+        }
+        let error = "xavier".parse::<Init>().unwrap_err();
+        assert!(error.contains("he_uniform"), "{error}");
     }
 }

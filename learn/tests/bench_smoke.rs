@@ -204,6 +204,7 @@ fn federated_model_is_independent_of_offer_order_and_threads() {
                 drift_correction: true,
                 byzantine_skip_correction: false,
                 final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
+                init: mc_learn_core::init::DEFAULT_INIT,
                 max_update_norm: 1_000.0,
                 seed: 5,
                 offer_order,
@@ -240,6 +241,7 @@ fn settings(rounds: u32, rule: Rule, drift_correction: bool) -> campaign::Settin
         drift_correction,
         byzantine_skip_correction: false,
         final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
+        init: mc_learn_core::init::DEFAULT_INIT,
         max_update_norm: f64::MAX,
         seed: 5,
         offer_order: campaign::OfferOrder::Forward,
@@ -262,7 +264,7 @@ fn a_norm_bound_refuses_scaled_updates_and_counts_them() {
     let honest = settings(1, Rule::FedAvg, false);
     // Measure how far one honest round moves the model, then bound the
     // update norm at 20 times that: honest updates pass, 1000× ones cannot.
-    let base = mc_learn_core::init::init_weights(&schema, 5);
+    let base = mc_learn_core::init::init_weights(&schema, honest.seed, honest.init);
     let run = campaign::run(&schema, &orgs, &honest, None, &mut |_| {}).unwrap();
     let moved: f64 = run
         .weights

@@ -178,6 +178,9 @@ fn local_update_trains_from_the_global_weights() {
                 epochs: 2,
                 batch_size: 64,
                 learning_rate: 1e-3,
+                // Plain FedAvg's local steps carry no L2 decay; neither
+                // do the campaign's (the stand-alone trainer's does).
+                weight_decay: 0.0,
                 seed: 99,
                 device,
                 ..TrainConfig::default()

@@ -37,6 +37,7 @@ use serde_json::json;
 
 use crate::http::{AppState, HttpError, call, unexpected};
 use crate::models::{LearnApiError, ModelRegistry, TrainRequest, Tuning};
+use mc_core::learning::Init;
 use mc_core::{ApiRequest, ApiResponse, CampaignRequest, Participant};
 
 /// The largest CSV, model file or signed update accepted (an update of a
@@ -288,6 +289,9 @@ struct CampaignBody {
     /// The last round's learning rate as a fraction of round 1's, in (0, 1]
     /// (default `DEFAULT_FINAL_RATE_FRACTION`; 1 keeps the rate constant).
     final_rate_fraction: Option<f64>,
+    /// The starting weights: `he_uniform` or `torch` (default
+    /// `DEFAULT_CAMPAIGN_INIT`).
+    init: Option<String>,
 }
 
 /// The ed25519 key a peer id names (libp2p inlines small keys in the id).
@@ -323,6 +327,12 @@ async fn create_campaign(
         })
         .collect::<Result<Vec<_>, String>>()
         .map_err(bad)?;
+    let init = body
+        .init
+        .as_deref()
+        .map(Init::from_str)
+        .transpose()
+        .map_err(bad)?;
     let model_name = body.model.clone();
     let model = blocking(&state.learn, move |s| s.schema(&model_name)).await?;
     let request = CampaignRequest {
@@ -333,6 +343,7 @@ async fn create_campaign(
         learning_rate: body.learning_rate,
         drift_correction: body.drift_correction,
         final_rate_fraction: body.final_rate_fraction,
+        init,
         participants,
         aggregation,
         round_deadline_s: body.round_deadline_s,

@@ -231,6 +231,7 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
         ("learning_rate", json!(0.0)),
         ("learning_rate", json!(-0.1)),
         ("learning_rate", json!(10.5)),
+        ("init", json!("xavier")),
     ] {
         let mut bad = body.clone();
         bad[field] = value.clone();

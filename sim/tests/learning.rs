@@ -9,14 +9,14 @@ use std::sync::OnceLock;
 use mc_sim::report::LearningReport;
 use mc_sim::{Report, Scenario};
 
-/// Ten organisations on four continents, three model rounds, six of them
+/// Ten organisations on four continents, six model rounds, six of them
 /// Byzantine: two send validly signed bad weights, one NaN, and three have
 /// their updates broken on the wire (forged signature, tampered weights,
 /// re-signed by an outsider).
 const SMALL: &str = r#"
 name = "fl-byzantine-10"
 nodes = 10
-duration_s = 100
+duration_s = 160
 sites = ["us-east", "eu-de", "jp-tok", "au-syd"]
 
 [node]
@@ -24,15 +24,19 @@ sync_interval_ms = 10000
 
 [learning]
 model = "latency"
-rounds = 3
-local_epochs = 2
+rounds = 6
+local_epochs = 16
 aggregation = "median"
 round_deadline_s = 10
 rows_cap = 400
 start_at_s = 5
-# Three rounds on 400 rows per organisation under attack: the model must
-# beat the pooled mean (R² 0) by a margin; seed 1 reaches 0.169. Quality
-# proper is checked on the 50-organisation scenario.
+# Six rounds of the campaign default's 16 local epochs on 400 rows per
+# organisation, four of them honest, under attack: the model must beat the
+# pooled mean (R² 0) by a margin; seeds 1-3 reach 0.39, 0.85 and 0.76
+# (from the He-uniform start, 0.59 on seed 1). Three rounds of two epochs,
+# as this ran before, were too short for a start of PyTorch's small weights
+# to learn anything (-0.02). Quality proper is checked on the
+# 50-organisation scenario.
 pooled_score_floor = 0.1
 byzantine = { sign_flip = 1, scale = 1, nan = 1, forged = 1, tampered = 1, impostor = 1 }
 "#;
@@ -61,11 +65,7 @@ fn a_byzantine_campaign_completes_with_one_honest_model_and_every_sabotage_refus
     assert_eq!((l.participants, l.honest), (10, 4));
     assert_eq!(l.honest_completed, 4, "every honest participant finished");
     assert_eq!(l.honest_final_models, 1, "honest nodes hold one model");
-    assert_eq!(
-        l.rounds.len(),
-        4,
-        "the moments round and three model rounds"
-    );
+    assert_eq!(l.rounds.len(), 7, "the moments round and six model rounds");
     for r in &l.rounds {
         // Six participants can send valid updates: ten less the NaN, forged,
         // tampered and impostor ones; every honest node took all six.
@@ -85,7 +85,7 @@ fn a_byzantine_campaign_completes_with_one_honest_model_and_every_sabotage_refus
     }
     assert!(l.sabotaged_messages > 0);
     assert!(l.bytes > 0 && report.traffic.by_kind.contains_key("learn"));
-    // Better than predicting the pooled mean by a margin (seed 1: 0.169).
+    // Better than predicting the pooled mean by a margin (seed 1: 0.39).
     assert!(l.score.pooled >= 0.1, "{:?}", l.score);
     for check in [
         "model-agreement",

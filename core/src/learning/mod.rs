@@ -59,6 +59,7 @@ use mc_learn_core::aggregate::Rule;
 use mc_learn_core::campaign::{Campaign, CampaignError, Next, Progress, Settings};
 use mc_learn_core::chunk::{self, Chunk, Reassembler};
 use mc_learn_core::ed25519_dalek::SigningKey;
+pub use mc_learn_core::init::Init;
 use mc_learn_core::plan::LocalTraining;
 use mc_learn_core::round::{Evidence, Rejection};
 use mc_learn_core::scaffold::{ControlVariates, MemberVariate};
@@ -104,7 +105,10 @@ pub const DEFAULT_CAMPAIGN_BATCH: u32 = mc_learn_core::plan::DEFAULT_BATCH_SIZE;
 pub const DEFAULT_CAMPAIGN_LR: f64 = mc_learn_core::plan::DEFAULT_LEARNING_RATE;
 /// The last round's learning rate as a fraction of round 1's, when a
 /// request names none.
-pub const DEFAULT_FINAL_RATE_FRACTION: f64 = mc_learn_core::plan::FINAL_RATE_FRACTION;
+pub const DEFAULT_FINAL_RATE_FRACTION: f64 = mc_learn_core::plan::DEFAULT_FINAL_RATE_FRACTION;
+/// How a campaign draws its starting weights when a request names none
+/// (see [`mc_learn_core::init::Init`]).
+pub const DEFAULT_CAMPAIGN_INIT: Init = mc_learn_core::init::DEFAULT_INIT;
 /// Largest batch size a campaign may ask for.
 pub const MAX_CAMPAIGN_BATCH: u32 = 65_536;
 /// Largest learning rate a campaign may ask for.
@@ -262,6 +266,7 @@ impl Learning {
                 .drift_correction
                 .unwrap_or(mc_learn_core::scaffold::default_for(request.aggregation)),
             final_rate_fraction,
+            init: request.init.unwrap_or(DEFAULT_CAMPAIGN_INIT),
             participants,
             aggregation: request.aggregation,
             round_deadline_s: request.round_deadline_s,

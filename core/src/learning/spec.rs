@@ -40,6 +40,10 @@ pub struct CampaignSpec {
     /// [`mc_learn_core::plan::FINAL_RATE_FRACTION`]).
     #[serde(default = "legacy_final_rate_fraction")]
     pub final_rate_fraction: f64,
+    /// How round 1's weights are drawn from the seed (absent in older
+    /// declarations: He-uniform).
+    #[serde(default = "Init::legacy")]
+    pub init: Init,
     /// Who takes part.
     pub participants: Vec<Participant>,
     /// The aggregation rule (`fedavg`, `median`, `trimmed-mean:0.2`,
@@ -77,6 +81,8 @@ pub struct CampaignRequest {
     /// The last round's learning rate as a fraction of round 1's; `None`
     /// for [`DEFAULT_FINAL_RATE_FRACTION`].
     pub final_rate_fraction: Option<f64>,
+    /// The starting weights; `None` for [`DEFAULT_CAMPAIGN_INIT`].
+    pub init: Option<Init>,
     /// Participants with their keys.
     pub participants: Vec<Participant>,
     /// The aggregation rule.
@@ -156,6 +162,7 @@ impl CampaignSpec {
             drift_correction: self.drift_correction,
             max_update_norm: self.max_update_norm,
             seed: self.seed,
+            init: self.init,
         }
     }
 }

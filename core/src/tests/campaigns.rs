@@ -2,7 +2,7 @@
 
 use super::*;
 
-use crate::learning::ClosedBy;
+use crate::learning::{ClosedBy, DEFAULT_CAMPAIGN_INIT};
 use mc_learn_core::aggregate::Rule;
 use mc_learn_core::round::Rejection;
 use mc_learn_core::schema::{ModelSchema, Task};
@@ -80,6 +80,7 @@ impl Net {
             learning_rate: None,
             drift_correction: None,
             final_rate_fraction: None,
+            init: None,
             participants,
             aggregation: rule,
             round_deadline_s: 5.0,
@@ -114,7 +115,7 @@ fn a_campaign_runs_to_identical_models_on_every_participant() {
     // Pooled moments are sample-weighted: (1·100 + 2·200 + 3·300) / 600.
     assert!((finished[0].moments[0] - 14.0 / 6.0).abs() < 1e-5);
     // Three rounds, each moving the model by the mean offset 0.02.
-    let init = mc_learn_core::init::init_weights(&tiny_schema(), 42);
+    let init = mc_learn_core::init::init_weights(&tiny_schema(), 42, DEFAULT_CAMPAIGN_INIT);
     assert!((finished[0].weights[0] - init[0] - 0.06).abs() < 1e-5);
     let view = net.campaign("b", &id);
     assert_eq!(view.state, learning::CampaignState::Completed);
@@ -222,7 +223,7 @@ fn forged_and_foreign_updates_are_rejected_and_counted() {
     assert_eq!(view.current_round, 1, "moments round closed: {view:?}");
     assert_eq!(view.rounds[0].accepted, 2);
     let b_key = SigningKey::from_bytes(&[2; 32]);
-    let init = mc_learn_core::init::init_weights(&tiny_schema(), 42);
+    let init = mc_learn_core::init::init_weights(&tiny_schema(), 42, DEFAULT_CAMPAIGN_INIT);
     let mut tampered = mc_learn_core::update::sign(
         &b_key,
         campaign,

@@ -23,7 +23,7 @@
 //!
 //! Round 0 pools moments ([`pool_moments`]) and sets the reference count
 //! ([`reference_count`]); a round 0 that yields nothing is repeated. Round
-//! 1 starts from [`init_weights`] of the campaign's seed. A model round
+//! 1 starts from [`init_weights`] of the campaign's seed and [`Init`]. A model round
 //! whose aggregation yields nothing keeps the model and the campaign moves
 //! on. After round `R` the campaign is complete.
 //!
@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use crate::aggregate::{AggregateError, Rule};
 use crate::digest::{AuthorKey, CampaignId, Digest, model_hash};
-use crate::init::init_weights;
+use crate::init::{Init, init_weights};
 use crate::plan::{LocalTraining, StepPlan, pool_moments, reference_count};
 use crate::round::{
     Accepted, Collector, Config as RoundConfig, ConfigError, Evidence, NormBound, Rejection,
@@ -85,6 +85,8 @@ pub struct Settings {
     pub max_update_norm: f64,
     /// Initial weights and local shuffling.
     pub seed: u64,
+    /// How round 1's weights are drawn from the seed.
+    pub init: Init,
 }
 
 impl Settings {
@@ -411,7 +413,11 @@ impl Campaign {
                 closed.model_hash = model_hash(&pooled);
                 self.reference_count = reference_count(accepted.iter().map(|(n, _)| *n));
                 self.moments = Some(Arc::from(pooled));
-                self.global = Arc::from(init_weights(&self.settings.model, self.settings.seed));
+                self.global = Arc::from(init_weights(
+                    &self.settings.model,
+                    self.settings.seed,
+                    self.settings.init,
+                ));
                 self.controls = self
                     .settings
                     .drift_correction

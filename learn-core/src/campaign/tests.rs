@@ -39,6 +39,7 @@ fn settings(keys: &[SigningKey], rule: Rule, drift_correction: bool) -> Settings
         drift_correction,
         max_update_norm: 100.0,
         seed: 9,
+        init: Init::Torch,
     }
 }
 
@@ -102,7 +103,7 @@ fn a_campaign_pools_moments_then_runs_its_rounds_and_completes() {
     assert_eq!(campaign.local_steps(), Some(4), "2 epochs of ⌈20 / 10⌉");
     assert_eq!(
         campaign.global().as_ref(),
-        init_weights(&schema(), 9).as_slice()
+        init_weights(&schema(), 9, Init::Torch).as_slice()
     );
 
     let start = campaign.global().clone();

@@ -32,6 +32,7 @@ use std::time::Instant;
 use mc_learn_core::aggregate::{AggregateError, Rule};
 use mc_learn_core::campaign::{Campaign, Settings as CampaignSettings, Work};
 use mc_learn_core::ed25519_dalek::SigningKey;
+use mc_learn_core::init::Init;
 use mc_learn_core::plan::{LocalTraining, StepPlan};
 use mc_learn_core::round::Rejection;
 use mc_learn_core::{AuthorKey, CampaignId, ModelSchema, model_hash, update};
@@ -75,6 +76,8 @@ pub struct Settings {
     /// The campaign seed: initial weights, local shuffling and the
     /// participants' keys.
     pub seed: u64,
+    /// How the initial weights are drawn.
+    pub init: Init,
     /// Order in which each round's updates reach the collector.
     pub offer_order: OfferOrder,
     /// Threads for the participants' local training.
@@ -225,6 +228,7 @@ pub fn run(
         drift_correction: settings.drift_correction,
         max_update_norm: settings.max_update_norm,
         seed: settings.seed,
+        init: settings.init,
     })?;
 
     // Round 0: moments, signed and collected like any update.

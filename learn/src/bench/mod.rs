@@ -62,6 +62,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use mc_learn_core::aggregate::{AggregateError, Rule};
+use mc_learn_core::init::Init;
 use mc_learn_core::round::ConfigError;
 use mc_learn_core::synth::SynthError;
 use mc_learn_core::table::SelectError;
@@ -136,6 +137,8 @@ pub struct Options {
     /// The last round's learning rate as a fraction of round 1's (a
     /// campaign's `final_rate_fraction`).
     pub final_rate_fraction: f64,
+    /// How the campaigns draw their initial weights.
+    pub init: Init,
     /// Bound on `‖update − base‖₂`.
     pub max_update_norm: f64,
     /// Fraction of Byzantine participants; 0 skips the Byzantine runs.
@@ -188,7 +191,8 @@ impl Default for Options {
             rule: Rule::FedAvg,
             drift_correction: None,
             byzantine_skip_correction: false,
-            final_rate_fraction: mc_learn_core::plan::FINAL_RATE_FRACTION,
+            final_rate_fraction: mc_learn_core::plan::DEFAULT_FINAL_RATE_FRACTION,
+            init: mc_learn_core::init::DEFAULT_INIT,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             byzantine_fraction: 0.2,
             save_federated: None,
@@ -258,6 +262,7 @@ impl Options {
             final_rate_fraction: self.final_rate_fraction,
             max_update_norm: self.max_update_norm,
             seed: self.seed,
+            init: self.init,
             offer_order: self.offer_order,
             jobs: self.jobs,
             track,

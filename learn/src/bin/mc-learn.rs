@@ -81,6 +81,9 @@ struct FederatedArgs {
     /// it constant).
     #[arg(long, default_value_t = Options::default().final_rate_fraction)]
     final_rate_fraction: f64,
+    /// How the campaigns draw their starting weights: he_uniform or torch.
+    #[arg(long, default_value = mc_learn_core::init::DEFAULT_INIT.as_str())]
+    init: mc_learn_core::init::Init,
     /// Epochs of the local-only and central models.
     #[arg(long, default_value_t = Options::default().baseline_epochs)]
     baseline_epochs: usize,
@@ -192,6 +195,7 @@ fn federated(a: FederatedArgs) -> Result<()> {
         byzantine_rule_names: a.byzantine_rules,
         byzantine_skip_correction: a.byzantine_skip_correction,
         final_rate_fraction: a.final_rate_fraction,
+        init: a.init,
         flip_scale: a.flip_scale,
         scale_factor: a.scale_factor,
         offer_order: match a.offer_order {

@@ -185,6 +185,7 @@ impl Simulation {
             learning_rate: c.learning_rate,
             drift_correction: c.drift_correction,
             final_rate_fraction: c.final_rate_fraction,
+            init: c.init,
             participants,
             aggregation: c.aggregation,
             round_deadline_s: c.round_deadline_s,

@@ -135,6 +135,10 @@ pub struct Config {
     /// the core's `DEFAULT_FINAL_RATE_FRACTION`).
     #[serde(default)]
     pub final_rate_fraction: Option<f64>,
+    /// The campaign's starting weights (default: the core's
+    /// `DEFAULT_CAMPAIGN_INIT`).
+    #[serde(default)]
+    pub init: Option<mc_core::learning::Init>,
     /// Fixed part of a local job's simulated duration.
     #[serde(default = "default_compute_ms")]
     pub compute_ms: f64,

@@ -192,7 +192,11 @@ mod tests {
         };
         let (moments, rows) = org.run_job(&job(TrainKind::Moments)).unwrap();
         assert_eq!(rows, 240);
-        let base: Arc<[f32]> = Arc::from(mc_learn_core::init::init_weights(&schema, 7));
+        let base: Arc<[f32]> = Arc::from(mc_learn_core::init::init_weights(
+            &schema,
+            7,
+            mc_learn_core::init::Init::HeUniform,
+        ));
         // 2 epochs of a median member with 240 rows: 2 · ⌈240 / 64⌉ steps.
         let plan = LocalTraining {
             local_epochs: 2,

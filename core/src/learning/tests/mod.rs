@@ -24,6 +24,7 @@ fn request(rule: Rule) -> CampaignRequest {
         learning_rate: Some(0.01),
         drift_correction: Some(false),
         final_rate_fraction: None,
+        init: None,
         participants: (0..3)
             .map(|i| Participant {
                 node: format!("n{i}"),
@@ -150,7 +151,7 @@ fn every_member_runs_the_steps_of_the_median_member_at_a_decaying_rate() {
         last < first,
         "round {ROUNDS}'s rate {last} vs round 1's {first}"
     );
-    assert!(close(last, 0.01 * FINAL_RATE_FRACTION), "{last}");
+    assert!(close(last, 0.01 * DEFAULT_FINAL_RATE_FRACTION), "{last}");
     assert!(
         plans
             .windows(2)
@@ -210,8 +211,14 @@ fn declarations_without_training_settings_take_the_defaults() {
     assert!(fields.remove("learning_rate").is_some());
     assert!(fields.remove("drift_correction").is_some());
     assert!(fields.remove("final_rate_fraction").is_some());
+    assert!(fields.remove("init").is_some());
     let older: CampaignSpec = serde_json::from_value(json).unwrap();
     assert_eq!(older.final_rate_fraction, FINAL_RATE_FRACTION);
+    assert_eq!(
+        older.init,
+        Init::HeUniform,
+        "the start before it was a setting"
+    );
     assert_eq!(older.batch_size, DEFAULT_CAMPAIGN_BATCH);
     assert_eq!(older.learning_rate, DEFAULT_CAMPAIGN_LR);
     // Campaigns declared before drift correction existed keep training
@@ -229,6 +236,7 @@ fn declarations_without_training_settings_take_the_defaults() {
     assert_eq!(spec.batch_size, DEFAULT_CAMPAIGN_BATCH);
     assert_eq!(spec.learning_rate, DEFAULT_CAMPAIGN_LR);
     assert_eq!(spec.final_rate_fraction, DEFAULT_FINAL_RATE_FRACTION);
+    assert_eq!(spec.init, DEFAULT_CAMPAIGN_INIT);
     assert!(spec.drift_correction, "on under FedAvg");
     let mut robust = request(Rule::Median);
     robust.drift_correction = None;
