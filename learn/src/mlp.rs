@@ -24,6 +24,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::ModelError;
 
+mod backprop;
+
+pub(crate) use backprop::Loss;
+
 /// One Linear layer's parameters.
 #[derive(Debug)]
 struct Layer {
@@ -92,7 +96,7 @@ impl Mlp {
     /// from scratch on one node's rows: He-uniform (`±√(6/fan_in)`) for
     /// layers followed by a ReLU, Xavier-uniform (`±√(6/(fan_in+fan_out))`)
     /// for the output layer. (A campaign starts from
-    /// [`mc_learn_core::init::init_weights`], He-uniform throughout.)
+    /// [`mc_learn_core::init::init_weights`], as its `init` setting says.)
     pub fn init<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Result<(), ModelError> {
         let last = self.layers.len() - 1;
         let mut flat = Vec::with_capacity(self.num_params());

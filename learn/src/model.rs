@@ -7,10 +7,10 @@ use mc_learn_core::schema::SchemaError;
 use mc_learn_core::{Dataset, ModelSchema, TargetScale, Task};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::ChaCha8Rng};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::evaluate::{Evaluation, Scores};
-use crate::mlp::Mlp;
+use crate::mlp::{Loss, Mlp};
 use crate::normalise::Normaliser;
 use crate::optim::FlatOptimiser;
 
@@ -369,7 +369,9 @@ impl Model {
         let (x, y) = self.tensors(data)?;
         let n = data.len();
         let per_epoch = n.div_ceil(cfg.batch_size);
-        let (mut params, leaves) = self.mlp.trainable()?;
+        let (mut params, _) = self.mlp.trainable()?;
+        let mut grad = self.mlp.gradient_buffer()?;
+        let loss_kind = self.loss_kind();
         let mut opt = match optimiser {
             Optimiser::Adam => FlatOptimiser::adam(
                 params.numel(),
@@ -396,20 +398,17 @@ impl Model {
             let last_epoch = done + batches_now >= steps;
             let mut loss_sum = Tensor::f_zeros([], (Kind::Float, self.device()))?;
             for (xb, yb) in xs.iter().zip(&ys).take(batches_now) {
-                let loss = self.loss(xb, yb)?;
-                if !leaves.is_empty() {
-                    let grads = Tensor::f_run_backward(&[&loss], &leaves, false, false)?;
-                    let flat: Vec<Tensor> = grads
-                        .iter()
-                        .map(|g| g.f_view([-1]))
-                        .collect::<Result<_, _>>()?;
-                    opt.step(&mut params, Tensor::f_cat(&flat, 0)?)?;
+                let loss = self
+                    .mlp
+                    .gradient(xb, yb, loss_kind, &mut grad, last_epoch)?;
+                if grad.flat().numel() > 0 {
+                    opt.step(&mut params, grad.flat().shallow_clone())?;
                     if let Some(correction) = &correction {
                         let _ = tch::no_grad(|| params.f_add_(correction))?;
                     }
                 }
-                if last_epoch {
-                    loss_sum = loss_sum.f_add(&loss.f_detach()?)?;
+                if let Some(loss) = loss {
+                    loss_sum = loss_sum.f_add(&loss)?;
                 }
             }
             done += batches_now;
@@ -499,14 +498,11 @@ impl Model {
         Ok((x, y))
     }
 
-    fn loss(&self, x: &Tensor, y: &Tensor) -> Result<Tensor, ModelError> {
-        let out = self.mlp.forward(x)?;
-        Ok(match self.schema.task {
-            Task::Regression => out.f_mse_loss(y, Reduction::Mean)?,
-            Task::BinaryClassification => {
-                out.f_binary_cross_entropy_with_logits::<Tensor>(y, None, None, Reduction::Mean)?
-            }
-        })
+    fn loss_kind(&self) -> Loss {
+        match self.schema.task {
+            Task::Regression => Loss::MeanSquared,
+            Task::BinaryClassification => Loss::LogisticWithLogits,
+        }
     }
 }
 

@@ -183,7 +183,6 @@ fn local_update_trains_from_the_global_weights() {
                 weight_decay: 0.0,
                 seed: 99,
                 device,
-                ..TrainConfig::default()
             },
         )
         .unwrap();

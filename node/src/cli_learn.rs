@@ -127,10 +127,20 @@ pub enum LearnCommand {
         /// `DEFAULT_CAMPAIGN_BATCH`).
         #[arg(long)]
         batch_size: Option<u32>,
-        /// Learning rate of round 1, decaying to a tenth by the last round
-        /// (default: the node's `DEFAULT_CAMPAIGN_LR`).
+        /// Learning rate of round 1, decaying on a cosine to
+        /// `--final-rate-fraction` of it by the last round (default: the
+        /// node's `DEFAULT_CAMPAIGN_LR`).
         #[arg(long)]
         learning_rate: Option<f64>,
+        /// The last round's learning rate as a fraction of round 1's, in
+        /// (0, 1]; 1 keeps it constant (default: the node's
+        /// `DEFAULT_FINAL_RATE_FRACTION`).
+        #[arg(long)]
+        final_rate_fraction: Option<f64>,
+        /// Starting weights: torch or he_uniform (default: the node's
+        /// `DEFAULT_CAMPAIGN_INIT`).
+        #[arg(long)]
+        init: Option<String>,
         /// Correct client drift with control variates: true or false
         /// (default: on under fedavg, off under a robust rule).
         #[arg(long)]
@@ -236,6 +246,8 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
             local_epochs,
             batch_size,
             learning_rate,
+            final_rate_fraction,
+            init,
             drift_correction,
             aggregation,
             round_deadline_s,
@@ -254,6 +266,12 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
             }
             if let Some(learning_rate) = learning_rate {
                 body["learning_rate"] = json!(learning_rate);
+            }
+            if let Some(fraction) = final_rate_fraction {
+                body["final_rate_fraction"] = json!(fraction);
+            }
+            if let Some(init) = init {
+                body["init"] = json!(init);
             }
             let created = c.post("/v1/campaigns", serde_json::to_vec(&body)?).await?;
             let id = created["id"].as_str().unwrap_or_default().to_string();

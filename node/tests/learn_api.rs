@@ -249,5 +249,35 @@ async fn the_cli_imports_and_reports_errors() -> Result<()> {
     assert!(out.status.success());
     let models: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(models.as_array().map(Vec::len), Some(4));
+
+    // A campaign's training settings pass through; a bad one is refused
+    // with the field's name.
+    let me = cluster.node(0).peer_id().to_string();
+    let campaign = |extra: &[&str]| {
+        let mut args = vec![
+            "campaign",
+            "--model",
+            "latency",
+            "--participants",
+            &me,
+            "--rounds",
+            "2",
+            "--no-wait",
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let out = campaign(&["--init", "xavier"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("init"));
+    let out = campaign(&["--init", "he_uniform", "--final-rate-fraction", "1"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let id = stdout.trim().strip_prefix("campaign ").unwrap_or_default();
+    let (status, view) =
+        send(reqwest::Client::new().get(format!("{base}/v1/campaigns/{id}"))).await?;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["spec"]["init"], "he_uniform", "{view}");
+    assert_eq!(view["spec"]["final_rate_fraction"], 1.0, "{view}");
     Ok(())
 }
