@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// libtorch's memory back); default 20000.
     #[arg(long)]
     pub learn_worker_idle_ms: Option<u64>,
+    /// Kill the learning worker (and retry the job on a fresh one) when a
+    /// job goes unanswered this many milliseconds; default 600000.
+    #[arg(long)]
+    pub learn_worker_job_timeout_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -85,6 +89,7 @@ impl RunArgs {
                 log_format: self.log_format,
                 learn_worker: self.learn_worker,
                 learn_worker_idle_ms: self.learn_worker_idle_ms,
+                learn_worker_job_timeout_ms: self.learn_worker_job_timeout_ms,
             },
         )
     }

@@ -11,6 +11,7 @@
 //! log_format = "text"     # or "json"
 //! learn_worker = "/usr/local/bin/mc-learn-worker"   # default: next to mc-node
 //! learn_worker_idle_ms = 20000
+//! learn_worker_job_timeout_ms = 600000
 //! ```
 
 use std::net::SocketAddr;
@@ -55,6 +56,8 @@ pub struct FileConfig {
     pub learn_worker: Option<PathBuf>,
     /// See [`NodeConfig::learn_worker_idle_ms`].
     pub learn_worker_idle_ms: Option<u64>,
+    /// See [`NodeConfig::learn_worker_job_timeout_ms`].
+    pub learn_worker_job_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -91,6 +94,9 @@ pub struct NodeConfig {
     /// Idle time after which the learning worker (and libtorch's memory)
     /// is given back.
     pub learn_worker_idle_ms: u64,
+    /// How long one learning job may go unanswered before the worker is
+    /// killed and the job retried.
+    pub learn_worker_job_timeout_ms: u64,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -116,6 +122,8 @@ pub struct Overrides {
     pub learn_worker: Option<PathBuf>,
     /// `--learn-worker-idle-ms`
     pub learn_worker_idle_ms: Option<u64>,
+    /// `--learn-worker-job-timeout-ms`
+    pub learn_worker_job_timeout_ms: Option<u64>,
 }
 
 impl NodeConfig {
@@ -168,6 +176,10 @@ impl NodeConfig {
                 .learn_worker_idle_ms
                 .or(file.learn_worker_idle_ms)
                 .unwrap_or(crate::worker::DEFAULT_IDLE.as_millis() as u64),
+            learn_worker_job_timeout_ms: flags
+                .learn_worker_job_timeout_ms
+                .or(file.learn_worker_job_timeout_ms)
+                .unwrap_or(crate::worker::DEFAULT_JOB_TIMEOUT.as_millis() as u64),
         })
     }
 }

@@ -181,6 +181,7 @@ impl Driver {
         node.set_signing_key(signing_secret(&key)?);
         let mut worker = WorkerConfig::new(config.learn_worker.clone());
         worker.idle = std::time::Duration::from_millis(config.learn_worker_idle_ms);
+        worker.job_timeout = std::time::Duration::from_millis(config.learn_worker_job_timeout_ms);
         let service = std::sync::Arc::new(ModelRegistry::open(store.db(), Worker::new(worker))?);
         let (results, trained) = mpsc::unbounded_channel();
 

@@ -12,6 +12,10 @@
 //!   training whose worker is SIGKILLed (by the pid the node reports) while
 //!   it trains still answers 200 with a stored version; the node is
 //!   unharmed, and the kill shows as one death and a second start.
+//! - `a_hung_worker_is_killed_at_the_job_timeout` — a worker that never
+//!   answers is killed after `--learn-worker-job-timeout-ms` on every try;
+//!   the request gets `503 worker_unavailable` saying so, the node is
+//!   unharmed and no worker is left behind.
 //!
 //! A campaign whose worker is killed mid-round is in
 //! `federated_learning.rs`.
@@ -161,5 +165,61 @@ async fn a_worker_killed_mid_training_is_replaced_and_the_job_retried() -> Resul
         .json()
         .await?;
     assert_eq!(models["active_version"], 1, "{models}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hung_worker_is_killed_at_the_job_timeout() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Reads nothing, answers nothing, exits only when killed.
+    let hung = dir.path().join("hung-worker.sh");
+    std::fs::write(&hung, "#!/bin/sh\nexec sleep 600\n")?;
+    std::fs::set_permissions(&hung, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let hung = hung.to_str().context("path")?.to_string();
+    let mut node = node(
+        dir.path(),
+        &[
+            "--learn-worker",
+            &hung,
+            "--learn-worker-job-timeout-ms",
+            "300",
+        ],
+    )
+    .await?;
+    let base = node.http_url();
+    let http = reqwest::Client::new();
+    import_rows(&http, &base, 1_200).await?;
+
+    let r = http
+        .post(format!("{base}/v1/models/latency/train"))
+        .json(&json!({"epochs": 1}))
+        // Without the timeout the request would wait for ever.
+        .timeout(DEADLINE)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await?;
+    assert_eq!(body["error"], "worker_unavailable", "{body}");
+    assert!(
+        body.to_string().contains("no answer within 300 ms"),
+        "{body}"
+    );
+    let w = worker(&http, &base).await?;
+    assert_eq!(w["timed_out"], 3, "{w}");
+    assert_eq!(w["died"], 3, "{w}");
+    assert_eq!(w["started"], 3, "{w}");
+    assert_eq!(w["job_timeout_ms"], 300, "{w}");
+    assert!(w["pid"].is_null(), "no worker left running: {w}");
+    assert!(node.is_running(), "the node survived its hung worker");
+    let models: Value = http
+        .get(format!("{base}/v1/models/latency"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        models["rows"], 1_200,
+        "the stored rows are untouched: {models}"
+    );
     Ok(())
 }
