@@ -56,6 +56,15 @@ async fn worker(http: &reqwest::Client, base: &str) -> Result<Value> {
         .await?)
 }
 
+async fn latency_model(http: &reqwest::Client, base: &str) -> Result<Value> {
+    Ok(http
+        .get(format!("{base}/v1/models/latency"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
 async fn import_rows(http: &reqwest::Client, base: &str, rows: usize) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut org = synth::consortium(3, &mut rng).remove(1);
@@ -158,12 +167,7 @@ async fn a_worker_killed_mid_training_is_replaced_and_the_job_retried() -> Resul
     assert_eq!(after["started"], 2, "{after}");
     assert_ne!(after["pid"].as_u64(), Some(u64::from(busy_pid)), "{after}");
     assert!(node.is_running(), "the node survived its worker");
-    let models: Value = http
-        .get(format!("{base}/v1/models/latency"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let models = latency_model(&http, &base).await?;
     assert_eq!(models["active_version"], 1, "{models}");
     Ok(())
 }
@@ -211,12 +215,7 @@ async fn a_hung_worker_is_killed_at_the_job_timeout() -> Result<()> {
     assert_eq!(w["job_timeout_ms"], 300, "{w}");
     assert!(w["pid"].is_null(), "no worker left running: {w}");
     assert!(node.is_running(), "the node survived its hung worker");
-    let models: Value = http
-        .get(format!("{base}/v1/models/latency"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let models = latency_model(&http, &base).await?;
     assert_eq!(
         models["rows"], 1_200,
         "the stored rows are untouched: {models}"
