@@ -70,7 +70,8 @@ pub enum Init {
 /// gave the global model mean R² 0.981 / MAE 6.48 from it against 0.959 /
 /// 10.46 from He-uniform, and `scripts/fl-compare` on `auto_mpg` (seeds
 /// 7–9) −0.009 / −0.028 against −0.017 / −0.050 behind plain FedAvg
-/// (5 / 10 organisations). He-uniform's larger weights make the untrained
+/// (5 / 10 organisations; both on an AMD EPYC VM, the rate decaying to a
+/// tenth). He-uniform's larger weights make the untrained
 /// network's outputs large (pooled R² as low as −4 before round 1), and
 /// the first rounds are spent shrinking them.
 pub const DEFAULT_INIT: Init = Init::Torch;
