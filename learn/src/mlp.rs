@@ -13,11 +13,13 @@
 //! # One tensor
 //!
 //! The parameters live in one flat tensor in that order; each layer's
-//! weight and bias are leaf views of it (they share its storage and carry
-//! their own gradients). Reading, writing and correcting the weights, and
-//! the optimiser's step ([`crate::optim`]), are then a few operations on
-//! the flat tensor instead of a few per parameter tensor: on small models
-//! libtorch's per-operation overhead is most of a step's time.
+//! weight and bias are views of it (they share its storage). Reading,
+//! writing and correcting the weights, and the optimiser's step
+//! ([`crate::optim`]), are then a few operations on the flat tensor
+//! instead of a few per parameter tensor, and the gradient is written by
+//! hand into one flat buffer of the same order (`backprop`): on small
+//! models libtorch's per-operation overhead is most of a step's time. The
+//! views are autograd leaves too, so autograd can check the hand gradient.
 
 use rand::{Rng, RngExt};
 use tch::{Device, Kind, Tensor};
@@ -174,18 +176,9 @@ impl Mlp {
     }
 
     /// The trained parameters: a view of the flat tensor (in-place changes
-    /// change the model), and the leaf views whose gradients the optimiser
-    /// needs, in flat order.
-    pub(crate) fn trainable(&self) -> Result<(Tensor, Vec<&Tensor>), ModelError> {
-        let offset = self.trainable_offset();
-        let view = self
-            .flat
-            .f_narrow(0, offset as i64, (self.num_params() - offset) as i64)?;
-        let leaves = self.layers[self.first_trainable..]
-            .iter()
-            .flat_map(|l| [&l.weight, &l.bias])
-            .collect();
-        Ok((view, leaves))
+    /// change the model), in flat order.
+    pub(crate) fn trainable(&self) -> Result<Tensor, ModelError> {
+        self.trainable_part(&self.flat)
     }
 
     /// The part of a flat vector of every parameter (a tensor from

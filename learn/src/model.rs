@@ -369,7 +369,7 @@ impl Model {
         let (x, y) = self.tensors(data)?;
         let n = data.len();
         let per_epoch = n.div_ceil(cfg.batch_size);
-        let (mut params, _) = self.mlp.trainable()?;
+        let mut params = self.mlp.trainable()?;
         let mut grad = self.mlp.gradient_buffer()?;
         let loss_kind = self.loss_kind();
         let mut opt = match optimiser {

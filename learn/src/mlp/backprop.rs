@@ -143,7 +143,10 @@ mod tests {
                 out.binary_cross_entropy_with_logits::<Tensor>(y, None, None, Reduction::Mean)
             }
         };
-        let (_, leaves) = mlp.trainable().unwrap();
+        let leaves: Vec<&Tensor> = mlp.layers[mlp.first_trainable..]
+            .iter()
+            .flat_map(|l| [&l.weight, &l.bias])
+            .collect();
         let grads = Tensor::run_backward(&[&value], &leaves, false, false);
         let flat: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1])).collect();
         let flat = Tensor::cat(&flat, 0);
