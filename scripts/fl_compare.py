@@ -248,8 +248,18 @@ def node_model_predictions(path, x):
 
 # -------------------------------------------------------------- the testnet
 
+TOKEN = {"value": None}  # the testnet's admin token, read from its base dir
+
+
+def headers(extra=None):
+    out = dict(extra or {})
+    if TOKEN["value"]:
+        out["authorization"] = "Bearer " + TOKEN["value"]
+    return out
+
+
 def http(method, url, body=None, content_type="application/json"):
-    req = urllib.request.Request(url, data=body, method=method, headers={"content-type": content_type})
+    req = urllib.request.Request(url, data=body, method=method, headers=headers({"content-type": content_type}))
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             raw = r.read()
@@ -261,7 +271,7 @@ def http(method, url, body=None, content_type="application/json"):
 def view_or_none(url):
     """A campaign view, or None while the node does not know the campaign."""
     try:
-        with urllib.request.urlopen(url, timeout=120) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers()), timeout=120) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
         if e.code == 404:
@@ -283,6 +293,8 @@ class Testnet:
                 break
         if len(self.urls) != nodes:
             raise SystemExit(f"fl-compare: the testnet did not start ({len(self.urls)} of {nodes} nodes)")
+        with open(os.path.join(base_dir, "admin.token")) as f:
+            TOKEN["value"] = f.read().strip()
         self.peers = [http("GET", u + "/status")["peer_id"] for u in self.urls]
 
     def close(self):

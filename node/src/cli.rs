@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// job goes unanswered this many milliseconds; default 600000.
     #[arg(long)]
     pub learn_worker_job_timeout_ms: Option<u64>,
+    /// Serve GET routes without a token (writes always need one). The admin
+    /// token comes from MC_ADMIN_TOKEN, or is created on first start in
+    /// DATA_DIR/admin.token.
+    #[arg(long)]
+    pub open_reads: bool,
 }
 
 impl RunArgs {
@@ -90,6 +95,7 @@ impl RunArgs {
                 learn_worker: self.learn_worker,
                 learn_worker_idle_ms: self.learn_worker_idle_ms,
                 learn_worker_job_timeout_ms: self.learn_worker_job_timeout_ms,
+                open_reads: self.open_reads,
             },
         )
     }

@@ -24,6 +24,10 @@ pub struct Target {
     /// The node's data directory (its node.json names the API address).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// The API token to send; default: DATA_DIR/admin.token when --data-dir
+    /// is given.
+    #[arg(long, global = true, env = "MC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `mc-node learn` and its subcommands.
@@ -181,8 +185,16 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
         return generate(*orgs, *seed, out);
     }
     let api = args.target.resolve()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = args.target.token()? {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token is not a valid HTTP header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3600))
+        .default_headers(headers)
         .build()?;
     let c = Client { api, http: client };
     match args.command {
@@ -287,6 +299,22 @@ pub async fn run(args: LearnArgs) -> anyhow::Result<()> {
 }
 
 impl Target {
+    /// `--token`, else the data dir's `admin.token` if there is one.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        let Some(dir) = &self.data_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(crate::auth::ADMIN_TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
     fn resolve(&self) -> anyhow::Result<String> {
         if let Some(api) = &self.api {
             return Ok(api.trim_end_matches('/').to_string());

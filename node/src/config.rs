@@ -12,6 +12,7 @@
 //! learn_worker = "/usr/local/bin/mc-learn-worker"   # default: next to mc-node
 //! learn_worker_idle_ms = 20000
 //! learn_worker_job_timeout_ms = 600000
+//! open_reads = false      # true: GET routes need no token
 //! ```
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct FileConfig {
     pub learn_worker_idle_ms: Option<u64>,
     /// See [`NodeConfig::learn_worker_job_timeout_ms`].
     pub learn_worker_job_timeout_ms: Option<u64>,
+    /// See [`NodeConfig::open_reads`].
+    pub open_reads: Option<bool>,
 }
 
 impl FileConfig {
@@ -97,6 +100,8 @@ pub struct NodeConfig {
     /// How long one learning job may go unanswered before the worker is
     /// killed and the job retried.
     pub learn_worker_job_timeout_ms: u64,
+    /// `GET` routes answer without a token (mutating routes always need one).
+    pub open_reads: bool,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -124,6 +129,7 @@ pub struct Overrides {
     pub learn_worker_idle_ms: Option<u64>,
     /// `--learn-worker-job-timeout-ms`
     pub learn_worker_job_timeout_ms: Option<u64>,
+    pub open_reads: bool,
 }
 
 impl NodeConfig {
@@ -180,6 +186,7 @@ impl NodeConfig {
                 .learn_worker_job_timeout_ms
                 .or(file.learn_worker_job_timeout_ms)
                 .unwrap_or(crate::worker::DEFAULT_JOB_TIMEOUT.as_millis() as u64),
+            open_reads: flags.open_reads || file.open_reads.unwrap_or(false),
         })
     }
 }

@@ -9,7 +9,10 @@
 //! | DELETE | `/v1/knowledge/{key}` | 204, or 404 |
 //! | GET | `/v1/knowledge?prefix=P` | a JSON array of entries, sorted by key |
 //! | GET | `/v1/documents`, `/v1/documents/{id}` | see [`crate::http_documents`] |
+//! | GET | `/healthz`; `/v1/tokens`, `/v1/whoami` | see [`crate::http_auth`] |
 //!
+//! Every route but `/healthz` needs a bearer token of the right role
+//! ([`crate::auth`]); 401 `unauthorized` without one, 403 `forbidden` below it.
 //! Errors are `{"error": CODE, "detail": TEXT}` with a 4xx/5xx status.
 //! Keys may contain `/`, raw or percent-encoded.
 
@@ -49,6 +52,8 @@ pub struct AppState {
     pub http_addr: SocketAddr,
     /// The node's models and local training.
     pub learn: std::sync::Arc<crate::models::ModelRegistry>,
+    /// The API tokens every call is checked against.
+    pub tokens: std::sync::Arc<crate::auth::Tokens>,
 }
 
 /// An entry as the API shows it.
@@ -173,6 +178,7 @@ impl From<BytesRejection> for HttpError {
 
 /// The router, ready to serve.
 pub fn router(state: AppState) -> Router {
+    let auth = axum::middleware::from_fn_with_state(state.clone(), crate::http_auth::authenticate);
     Router::new()
         .route("/status", get(status))
         .route("/v1/knowledge", get(list))
@@ -182,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::http_learn::routes())
         .merge(crate::http_documents::routes())
+        .merge(crate::http_auth::routes())
         .fallback(|| async {
             HttpError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint")
         })
@@ -193,6 +200,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(auth)
         .with_state(state)
 }
 

@@ -20,13 +20,16 @@
 //! - [`models`]: the model registry (schemas, imported rows, versions) and
 //!   [`worker`], the `mc-learn-worker` process it trains on, started on
 //!   demand so that the node itself never loads libtorch.
+//! - [`auth`]: API tokens and roles; [`http_auth`] checks every call.
 //! - [`config`]: the TOML file and the flags that override it.
 //! - [`cli`]: the `mc-node` command line and logging set-up.
 
+pub mod auth;
 pub mod cli;
 pub mod cli_learn;
 pub mod config;
 pub mod http;
+pub mod http_auth;
 pub mod http_documents;
 pub mod http_learn;
 pub mod models;

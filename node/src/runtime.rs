@@ -204,11 +204,28 @@ impl Driver {
             .await
             .with_context(|| format!("cannot bind the HTTP API to {}", config.http))?;
         let http_addr = listener.local_addr()?;
+        let tokens = std::sync::Arc::new(crate::auth::Tokens::open(store.db(), config.open_reads)?);
+        let env_token = std::env::var(crate::auth::ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty());
+        let created = tokens
+            .bootstrap(&config.data_dir, env_token.as_deref(), now_ms())
+            .context("cannot set up the admin token")?;
+        if let Some(token) = created {
+            println!(
+                "mc-node admin token (shown once; also in {}): {token}",
+                config
+                    .data_dir
+                    .join(crate::auth::ADMIN_TOKEN_FILE)
+                    .display()
+            );
+        }
         let (tx, calls) = mpsc::channel(1024);
         let app = http::router(http::AppState {
             calls: tx,
             http_addr,
             learn: service.clone(),
+            tokens,
         });
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http_server = tokio::spawn(async move {

@@ -113,7 +113,7 @@ async fn wait_completed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_completes_with_identical_weights_everywhere() -> Result<()> {
     let cluster = common::three_nodes(START).await?;
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     import_org_data(&cluster, &http).await?;
     let peers: Vec<String> = cluster
         .nodes()
@@ -207,7 +207,7 @@ async fn a_campaign_completes_with_identical_weights_everywhere() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
     let cluster = common::three_nodes(START).await?;
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     import_org_data(&cluster, &http).await?;
     // The test is a member too: its libp2p-style ed25519 key names a peer id.
     let member = SigningKey::from_bytes(&[7; 32]);
@@ -345,7 +345,7 @@ async fn forged_and_foreign_updates_are_rejected() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_killed_mid_campaign_catches_up_after_restart() -> Result<()> {
     let mut cluster = common::three_nodes(START).await?;
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     import_org_data(&cluster, &http).await?;
     let peers: Vec<String> = cluster
         .nodes()
@@ -410,7 +410,7 @@ async fn a_member_killed_mid_campaign_catches_up_after_restart() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_round_is_replaced_and_the_campaign_completes() -> Result<()> {
     let cluster = common::three_nodes(START).await?;
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     import_org_data(&cluster, &http).await?;
     let peers: Vec<String> = cluster
         .nodes()

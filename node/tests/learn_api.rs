@@ -46,7 +46,7 @@ fn org_csv(rows: usize, seed: u64) -> Result<String> {
 async fn csv_import_checks_the_schema_and_loses_nothing() -> Result<()> {
     let cluster = one_node().await?;
     let base = cluster.clients()[0].base_url().to_string();
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     let import = format!("{base}/v1/learn/import?model=latency");
 
     let (status, body) = send(http.post(&import).body("hour_of_day,latency_ms\n1,2\n")).await?;
@@ -105,7 +105,7 @@ async fn csv_import_checks_the_schema_and_loses_nothing() -> Result<()> {
 async fn custom_and_transfer_training_report_their_figures() -> Result<()> {
     let cluster = one_node().await?;
     let base = cluster.clients()[0].base_url().to_string();
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     let import = format!("{base}/v1/learn/import?model=latency");
     let train = format!("{base}/v1/models/latency/train");
 
@@ -219,6 +219,7 @@ async fn the_cli_imports_and_reports_errors() -> Result<()> {
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_mc-node"))
             .args(["learn", "--api", &base])
+            .env("MC_TOKEN", cluster.admin_token())
             .args(args)
             .output()
     };
@@ -274,8 +275,7 @@ async fn the_cli_imports_and_reports_errors() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let id = stdout.trim().strip_prefix("campaign ").unwrap_or_default();
-    let (status, view) =
-        send(reqwest::Client::new().get(format!("{base}/v1/campaigns/{id}"))).await?;
+    let (status, view) = send(cluster.http()?.get(format!("{base}/v1/campaigns/{id}"))).await?;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["spec"]["init"], "he_uniform", "{view}");
     assert_eq!(view["spec"]["final_rate_fraction"], 1.0, "{view}");

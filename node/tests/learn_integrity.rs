@@ -62,7 +62,7 @@ async fn concurrent_imports_and_trainings_lose_no_row_and_no_version() -> Result
     let dir = tempfile::tempdir()?;
     let node = node(dir.path()).await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
 
     let imports: Vec<_> = (0..8)
         .map(|i| {
@@ -105,7 +105,7 @@ async fn every_upload_route_takes_64_mib_and_not_a_byte_more() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let node = node(dir.path()).await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
     let routes = [
         format!("{base}/v1/learn/import?model=latency"),
         format!("{base}/v1/models/latency/transfer?k=1"),
@@ -127,7 +127,7 @@ async fn versions_rows_and_campaign_results_survive_a_restart() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut node = node(dir.path()).await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
     let (status, body) = send(
         http.post(format!("{base}/v1/learn/import?model=latency"))
             .body(org_csv(1_200, 7)?),
@@ -192,7 +192,7 @@ async fn every_builtin_model_trains() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let node = node(dir.path()).await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
     let csv = org_csv(2_000, 9)?;
     for name in ["error_rate", "memory", "anomaly"] {
         let (status, body) = send(

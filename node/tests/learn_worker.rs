@@ -86,7 +86,7 @@ async fn an_idle_node_maps_no_libtorch_and_gives_the_worker_back() -> Result<()>
     let dir = tempfile::tempdir()?;
     let node = node(dir.path(), &["--learn-worker-idle-ms", "500"]).await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
     assert!(
         !maps_libtorch(node.info().pid)?,
         "a fresh node maps libtorch"
@@ -128,7 +128,7 @@ async fn a_worker_killed_mid_training_is_replaced_and_the_job_retried() -> Resul
     let dir = tempfile::tempdir()?;
     let mut node = node(dir.path(), &[]).await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
     import_rows(&http, &base, 2_000).await?;
 
     // Long enough a training that the test sees the worker busy.
@@ -191,7 +191,7 @@ async fn a_hung_worker_is_killed_at_the_job_timeout() -> Result<()> {
     )
     .await?;
     let base = node.http_url();
-    let http = reqwest::Client::new();
+    let http = node.http()?;
     import_rows(&http, &base, 1_200).await?;
 
     let r = http

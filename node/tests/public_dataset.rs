@@ -61,7 +61,7 @@ async fn a_declared_schema_on_a_public_data_set_federates_across_three_nodes() -
     export(dir.path())?;
     let schema: Value = serde_json::from_slice(&std::fs::read(dir.path().join("schema.json"))?)?;
     let cluster = common::three_nodes(START).await?;
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     let bases: Vec<String> = cluster
         .clients()
         .iter()

@@ -154,7 +154,7 @@ pub async fn run(opts: CampaignOptions) -> Result<CampaignReport> {
     eprintln!("starting {n} nodes");
     let mut cluster = Cluster::start(opts.cluster.clone()).await?;
     cluster.wait_connected(n - 1, opts.timeout).await?;
-    let http = reqwest::Client::new();
+    let http = cluster.http()?;
     let bases: Vec<String> = cluster
         .clients()
         .iter()

@@ -74,6 +74,8 @@ pub struct ClusterOptions {
     pub log_format: Option<String>,
     /// Start-up limit per node.
     pub ready_timeout: Duration,
+    /// The admin token every node accepts (`MC_ADMIN_TOKEN`); random by default.
+    pub admin_token: String,
 }
 
 impl ClusterOptions {
@@ -88,6 +90,7 @@ impl ClusterOptions {
             seed: None,
             log_format: None,
             ready_timeout: Duration::from_secs(60),
+            admin_token: crate::client::random_token(),
         }
     }
 
@@ -132,6 +135,7 @@ pub struct Cluster {
     // Declared before `base` so the nodes die before their dirs are removed.
     nodes: Vec<NodeProcess>,
     base: BaseDir,
+    admin_token: String,
 }
 
 impl Cluster {
@@ -169,6 +173,7 @@ impl Cluster {
         let mut cluster = Self {
             nodes: Vec::with_capacity(opts.nodes),
             base,
+            admin_token: opts.admin_token.clone(),
         };
         for index in 0..opts.nodes {
             let region = region_name(index);
@@ -180,6 +185,7 @@ impl Cluster {
             config.sync_interval_ms = opts.sync_interval_ms;
             config.log_format = opts.log_format.clone();
             config.ready_timeout = opts.ready_timeout;
+            config.admin_token = Some(opts.admin_token.clone());
             if index > 0 {
                 config.bootstrap.push(cluster.nodes[0].p2p_addr());
                 let extra = (1..index).sample(&mut rng, opts.extra_bootstrap);
@@ -194,6 +200,16 @@ impl Cluster {
             cluster.nodes.push(node);
         }
         Ok(cluster)
+    }
+
+    /// The admin token every node of the cluster accepts.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// A reqwest client that sends the admin token on every request.
+    pub fn http(&self) -> Result<reqwest::Client> {
+        crate::client::authed_http(&self.admin_token)
     }
 
     pub fn base_dir(&self) -> &Path {

@@ -23,6 +23,8 @@ use crate::client::NodeClient;
 
 /// The ready file a node writes into its data dir.
 pub const NODE_JSON: &str = "node.json";
+/// The file a node writes its generated admin token to, in its data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The file that receives a node's stdout and stderr, in its data dir.
 pub const LOG_FILE: &str = "node.log";
 /// Interval of the harness's poll loops.
@@ -86,6 +88,10 @@ pub struct NodeConfig {
     pub env: Vec<(String, String)>,
     /// Limit for the whole start-up (ready file and first `/status`).
     pub ready_timeout: Duration,
+    /// Given to the node as `MC_ADMIN_TOKEN`; the harness's clients send it.
+    /// `None`: the node creates its own on first start and the harness reads
+    /// it from `DATA_DIR/admin.token`.
+    pub admin_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -100,7 +106,20 @@ impl NodeConfig {
             extra_args: Vec::new(),
             env: Vec::new(),
             ready_timeout: Duration::from_secs(60),
+            admin_token: Some(crate::client::random_token()),
         }
+    }
+
+    /// The admin token the harness sends: the configured one, else the one the
+    /// node wrote to `DATA_DIR/admin.token`.
+    pub fn token(&self) -> Result<String> {
+        if let Some(token) = &self.admin_token {
+            return Ok(token.clone());
+        }
+        let path = self.data_dir.join(ADMIN_TOKEN_FILE);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading the node's admin token {}", path.display()))?;
+        Ok(text.trim().to_owned())
     }
 
     /// The command line after the binary name.
@@ -192,7 +211,12 @@ fn spawn(bin: &Path, config: &NodeConfig) -> Result<Child> {
     writeln!(log, "=== mc-testnet: {} {}", bin.display(), args.join(" "))
         .context("writing the log header")?;
     let stderr = log.try_clone().context("duplicating the log file handle")?;
-    Command::new(bin)
+    let mut command = Command::new(bin);
+    match &config.admin_token {
+        Some(token) => command.env("MC_ADMIN_TOKEN", token),
+        None => command.env_remove("MC_ADMIN_TOKEN"),
+    };
+    command
         .args(&args)
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -271,7 +295,7 @@ async fn wait_ready(child: &mut Child, config: &NodeConfig) -> Result<NodeInfo> 
             child.id()
         );
     }
-    let client = NodeClient::new(&info.http_addr)?;
+    let client = NodeClient::new(&info.http_addr)?.with_token(config.token()?);
     loop {
         if let Some(status) = child.try_wait()? {
             bail!("mc-node exited with {status} before answering /status");

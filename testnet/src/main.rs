@@ -184,6 +184,9 @@ async fn main() -> Result<()> {
             node,
         } => {
             let mut opts = node.cluster(nodes);
+            if let Some(dir) = &base_dir {
+                opts.admin_token = mc_testnet::up::kept_token(dir, &opts.admin_token)?;
+            }
             opts.base_dir = base_dir;
             mc_testnet::up::run(opts).await
         }

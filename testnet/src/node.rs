@@ -56,7 +56,7 @@ impl NodeProcess {
     /// `GET /status` 200).
     pub async fn start(bin: &Path, config: NodeConfig) -> Result<Self> {
         let (child, info) = launch(bin, &config).await?;
-        let client = NodeClient::new(&info.http_addr)?;
+        let client = NodeClient::new(&info.http_addr)?.with_token(config.token()?);
         Ok(Self {
             bin: bin.to_path_buf(),
             config,
@@ -96,6 +96,14 @@ impl NodeProcess {
     }
     pub fn client(&self) -> &NodeClient {
         &self.client
+    }
+    /// The admin token the harness sends ([`NodeConfig::token`]).
+    pub fn admin_token(&self) -> Result<String> {
+        self.config.token()
+    }
+    /// A reqwest client that sends the admin token on every request.
+    pub fn http(&self) -> Result<reqwest::Client> {
+        crate::client::authed_http(&self.config.token()?)
     }
     /// `http://127.0.0.1:PORT`.
     pub fn http_url(&self) -> String {
@@ -204,7 +212,7 @@ impl NodeProcess {
             self.stop().await?;
         }
         let (child, info) = launch(&self.bin, &self.config).await?;
-        self.client = NodeClient::new(&info.http_addr)?;
+        self.client = NodeClient::new(&info.http_addr)?.with_token(self.config.token()?);
         self.info = info;
         self.state = State::Running(child);
         Ok(())

@@ -59,6 +59,30 @@ pub fn render_table(nodes: &[NodeProcess]) -> String {
     out
 }
 
+/// The admin token of a kept base dir: the one in `DIR/admin.token` from an
+/// earlier `up`, else `fresh`, written there (mode 0600) for the next one.
+pub fn kept_token(dir: &std::path::Path, fresh: &str) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{fresh}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(fresh.to_owned())
+}
+
 /// Runs `mc-testnet up` until a signal arrives.
 pub async fn run(opts: ClusterOptions) -> Result<()> {
     // Install the handlers first so an early Ctrl-C is caught, not fatal.
@@ -88,6 +112,13 @@ pub async fn run(opts: ClusterOptions) -> Result<()> {
         }
     };
     println!("{}", render_table(cluster.nodes()));
+    println!(
+        "admin token (every node; send `Authorization: Bearer TOKEN`): {}\n\
+         e.g. curl -H 'Authorization: Bearer {}' {}",
+        cluster.admin_token(),
+        cluster.admin_token(),
+        cluster.node(0).status_url()
+    );
     eprintln!(
         "{total} nodes up (base dir {}); Ctrl-C to stop",
         cluster.base_dir().display()
