@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::auth::{AuthError, Role, TokenView, required_role};
 use crate::http::{AppState, HttpError};
+use crate::http_learn::now_ms;
 
 /// The token routes and `/healthz`.
 pub fn routes() -> Router<AppState> {
@@ -131,13 +132,6 @@ async fn list(State(state): State<AppState>) -> Response {
 struct NewToken {
     name: String,
     role: Role,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn create(

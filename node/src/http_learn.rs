@@ -122,7 +122,8 @@ fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock Unix milliseconds (the driver's clock).
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
